@@ -1,0 +1,27 @@
+# bnnforge: `make demo` runs the main job on the bundled default, `make test` runs the tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+DEMO_OUT ?= runs/demo_tfc_bnn
+DEMO_EPOCHS ?= 5
+# Markers that need hardware or tools this kind of machine lacks skip themselves with the tool named.
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-quick clean
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	$(PY) -m models.train --net tfc --method bnn --dataset fashion-mnist \
+	    --epochs $(DEMO_EPOCHS) --out $(DEMO_OUT)
+	@$(PY) -m models.summary $(DEMO_OUT)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-quick: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf runs builds .pytest_cache

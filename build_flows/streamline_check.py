@@ -1,0 +1,114 @@
+"""Check that a QONNX model converts to FINN and streamlines, with unchanged outputs.
+
+``python -m build_flows.streamline_check model.onnx [--samples N] [--json]``
+
+Runs ConvertQONNXtoFINN, tidy-up, Streamline, LowerConvsToMatMul, MakeMaxPoolNHWC, transpose
+absorption, ConvertBipolarMatMulToXnorPopcount and Streamline again, then executes the original
+and the streamlined graph on ``N`` random inputs in [0, 1] and compares the logits. Exits 1 with
+one line naming the failure otherwise. The full build flow lives in ``build_flows/build.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from build_flows import finn_env
+
+log = logging.getLogger(__name__)
+
+
+def streamline(model: Any) -> Any:
+    """ConvertQONNXtoFINN + tidy-up + streamlining of a QONNX ModelWrapper (FINN ops only)."""
+    finn_env.prepare()
+    from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
+    from finn.transformation.streamline import Streamline
+    from finn.transformation.streamline.absorb import AbsorbTransposeIntoMultiThreshold
+    from finn.transformation.streamline.reorder import MakeMaxPoolNHWC
+    from qonnx.transformation.bipolar_to_xnor import ConvertBipolarMatMulToXnorPopcount
+    from qonnx.transformation.fold_constants import FoldConstants
+    from qonnx.transformation.general import (GiveReadableTensorNames, GiveUniqueNodeNames,
+                                              RemoveStaticGraphInputs, RemoveUnusedTensors)
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.infer_shapes import InferShapes
+    from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
+
+    def tidy(m: Any) -> Any:
+        for t in (InferShapes(), FoldConstants(), GiveUniqueNodeNames(), GiveReadableTensorNames(),
+                  InferDataTypes(), RemoveStaticGraphInputs()):
+            m = m.transform(t)
+        return m
+
+    model = tidy(model.transform(ConvertQONNXtoFINN()))
+    model = model.transform(Streamline())
+    model = model.transform(LowerConvsToMatMul())
+    model = model.transform(MakeMaxPoolNHWC())
+    model = model.transform(AbsorbTransposeIntoMultiThreshold())
+    model = model.transform(ConvertBipolarMatMulToXnorPopcount())
+    model = model.transform(Streamline())
+    model = tidy(model.transform(RemoveUnusedTensors()))
+    return model
+
+
+def check(path: str, samples: int = 3, seed: int = 0) -> dict[str, Any]:
+    """Streamline ``path`` and compare its execution with the original; return a summary."""
+    finn_env.prepare()
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+
+    original = ModelWrapper(path)
+    streamlined = streamline(ModelWrapper(path))
+    shape = original.get_tensor_shape(original.graph.input[0].name)
+    rng = np.random.default_rng(seed)
+    max_diff, mismatched = 0.0, []
+    for i in range(samples):
+        x = rng.random(shape, dtype=np.float32)
+        ref = execute_onnx(original, {original.graph.input[0].name: x})[original.graph.output[0].name]
+        got = execute_onnx(streamlined, {streamlined.graph.input[0].name: x})[
+            streamlined.graph.output[0].name]
+        diff = float(np.abs(ref - got).max())
+        max_diff = max(max_diff, diff)
+        if not np.allclose(ref, got, rtol=1e-5, atol=1e-4):
+            mismatched.append(i)
+    # A float BatchNorm + sign and its streamlined threshold can round differently when an
+    # accumulator lands within an ulp of the threshold: an isolated sample may flip a bit. A graph
+    # that streamlined wrongly differs on (nearly) every sample.
+    if samples and len(mismatched) * 2 > samples:
+        raise RuntimeError(f"{path}: streamlined graph differs on random samples {mismatched}: "
+                           f"max |diff| {max_diff:.3g}")
+    ops = Counter(n.op_type for n in streamlined.graph.node)
+    leftover = sorted(set(ops) & {"BatchNormalization", "Conv", "Gemm", "Quant", "BipolarQuant"})
+    if leftover:
+        raise RuntimeError(f"{path}: nodes {leftover} remain after streamlining")
+    if "XnorPopcountMatMul" not in ops or "MultiThreshold" not in ops:
+        raise RuntimeError(f"{path}: no XNOR-popcount/threshold nodes after streamlining: {ops}")
+    ops = Counter(n.op_type for n in streamlined.graph.node)
+    return {"samples": samples, "mismatched_samples": mismatched, "max_abs_diff": max_diff,
+            "op_types": dict(sorted(ops.items()))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    ap = argparse.ArgumentParser(prog="python -m build_flows.streamline_check")
+    ap.add_argument("onnx")
+    ap.add_argument("--samples", type=int, default=3)
+    ap.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        summary = check(args.onnx, args.samples)
+    except Exception as exc:  # report any FINN failure as one line
+        print(f"streamline check failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary) if args.json else json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The training loop: epochs with progress, method hooks, weight clipping, checkpoints, metrics.
+
+Reproducibility: the batch order and augmentation of epoch e come from a generator seeded with
+(seed, e); dropout uses torch's global RNG, whose state is saved in every checkpoint. Resuming
+from the checkpoint of epoch e therefore continues bit-identically to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from models.binarize import BinarizationMethod, get_method
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.data import ImageDataset, batches
+from models.nets import build_net
+from models.plots import plot_curves
+
+log = logging.getLogger(__name__)
+
+LOSSES = ("ce", "sqr_hinge")
+SCHEDULES = ("cosine", "step", "none")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in the checkpoint as ``config``)."""
+
+    net: str  #: tfc, sfc, lfc or cnv
+    method: str  #: key in models.binarize.METHODS
+    dataset: str  #: key in models.data.DATASETS
+    in_shape: tuple[int, int, int]  #: (C, H, W) the net sees, padding included
+    num_classes: int  #: number of classes
+    method_options: dict[str, Any] = field(default_factory=dict)  #: method keyword options
+    epochs: int = 10  #: total epochs
+    batch_size: int = 100  #: minibatch size
+    lr: float = 0.02  #: Adam learning rate
+    lr_schedule: str = "cosine"  #: cosine (to 0 over epochs), step (halve every 40), none
+    weight_decay: float = 0.0  #: Adam weight decay (methods may exclude parameters)
+    loss: str = "ce"  #: ce (cross-entropy) or sqr_hinge (squared hinge on +-1 targets)
+    seed: int = 0  #: seeds initialization, batch order, augmentation and dropout
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["in_shape"] = list(self.in_shape)
+        return d
+
+
+def sqr_hinge_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """mean over batch and classes of max(0, 1 - t * y)^2 with t = +1 for the label, -1 else."""
+    target = -torch.ones_like(logits)
+    target.scatter_(1, labels[:, None], 1.0)
+    return torch.clamp(1.0 - target * logits, min=0.0).pow(2).mean()
+
+
+def task_loss(kind: str, logits: Tensor, labels: Tensor) -> Tensor:
+    """The task loss ``kind`` (see :data:`LOSSES`)."""
+    if kind == "ce":
+        return F.cross_entropy(logits, labels)
+    if kind == "sqr_hinge":
+        return sqr_hinge_loss(logits, labels)
+    raise ValueError(f"unknown loss {kind!r}; choose from {', '.join(LOSSES)}")
+
+
+def binary_weight_layers(model: nn.Module) -> list[nn.Module]:
+    """Layers whose weights are quantized to 1 bit (their latent weights get clipped)."""
+    from brevitas.nn.quant_layer import QuantWeightBiasInputOutputLayer
+
+    out = []
+    for m in model.modules():
+        if isinstance(m, QuantWeightBiasInputOutputLayer) and m.weight_quant.is_quant_enabled:
+            if int(m.weight_quant.bit_width()) == 1:
+                out.append(m)
+    return out
+
+
+def clip_weights(layers: list[nn.Module]) -> None:
+    """Clip latent weights to [-1, 1] in place."""
+    with torch.no_grad():
+        for m in layers:
+            m.weight.clamp_(-1.0, 1.0)
+
+
+def make_optimizer(model: nn.Module, method: BinarizationMethod,
+                   cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam with two parameter groups: with and without weight decay (the method decides)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if method.no_weight_decay(name, p) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.Adam([g for g in groups if g["params"]], lr=cfg.lr)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
+    if cfg.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
+    if cfg.lr_schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=40, gamma=0.5)
+    if cfg.lr_schedule == "none":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    raise ValueError(f"unknown lr schedule {cfg.lr_schedule!r}; choose from {', '.join(SCHEDULES)}")
+
+
+def evaluate(model: nn.Module, ds: ImageDataset, loss_kind: str,
+             batch_size: int = 500) -> tuple[float, float]:
+    """(mean loss, accuracy as a fraction) of ``model`` in eval mode on ``ds``."""
+    model.eval()
+    total_loss, correct = 0.0, 0
+    with torch.no_grad():
+        for x, y in batches(ds, batch_size):
+            logits = model(x)
+            total_loss += float(task_loss(loss_kind, logits, y)) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+    return total_loss / len(ds), correct / len(ds)
+
+
+def train(cfg: TrainConfig, train_ds: ImageDataset, test_ds: ImageDataset, out: str | Path,
+          resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) into ``out``; returns the metrics dict also written to metrics.json.
+
+    Writes ``checkpoint.pt`` after every epoch, plus ``metrics.json`` and ``curves.png``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    torch.manual_seed(cfg.seed)
+    method = get_method(cfg.method, **cfg.method_options)
+    model = build_net(cfg.to_dict())
+    opt = make_optimizer(model, method, cfg)
+    sched = make_scheduler(opt, cfg)
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if resume:
+        ckpt = load_checkpoint(ckpt_path)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng"])
+        history = ckpt["history"]
+        start_epoch = ckpt["epoch"]
+        log.info("resuming %s after epoch %d of %d", ckpt_path, start_epoch, cfg.epochs)
+    clip_layers = binary_weight_layers(model) if method.clip_weights else []
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.time()
+        method.on_epoch_start(model, epoch, cfg.epochs)
+        model.train()
+        gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+        n_batches = (len(train_ds) + cfg.batch_size - 1) // cfg.batch_size
+        bar = tqdm(batches(train_ds, cfg.batch_size, train=True, generator=gen), total=n_batches,
+                   desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False,
+                   mininterval=1.0)
+        loss_sum, correct, seen = 0.0, 0, 0
+        for x, y in bar:
+            logits = model(x)
+            loss = task_loss(cfg.loss, logits, y)
+            extra = method.extra_loss(model)
+            total = loss if extra is None else loss + extra
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            clip_weights(clip_layers)
+            loss_sum += float(loss) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
+        lr = opt.param_groups[0]["lr"]
+        sched.step()
+        test_loss, test_acc = evaluate(model, test_ds, cfg.loss)
+        history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen,
+                        "train_accuracy": correct / seen, "test_loss": test_loss,
+                        "test_accuracy": test_acc, "lr": lr, "seconds": time.time() - t0})
+        log.info("epoch %d/%d: train loss %.4f acc %.4f | test loss %.4f acc %.4f | %.1f s",
+                 epoch + 1, cfg.epochs, loss_sum / seen, correct / seen, test_loss, test_acc,
+                 history[-1]["seconds"])
+        save_checkpoint(ckpt_path, {
+            "config": cfg.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
+            "rng": torch.get_rng_state()})
+        metrics = write_metrics(out, cfg, history)
+    if start_epoch >= cfg.epochs:
+        log.info("%s already holds %d epochs; nothing to train", ckpt_path, start_epoch)
+        metrics = write_metrics(out, cfg, history)
+    return metrics
+
+
+def write_metrics(out: Path, cfg: TrainConfig, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write metrics.json and curves.png for ``history``; return the metrics dict."""
+    metrics = {
+        "test_accuracy": history[-1]["test_accuracy"] if history else None,
+        "best_test_accuracy": max((h["test_accuracy"] for h in history), default=None),
+        "epochs_completed": len(history),
+        "seconds_per_epoch": (sum(h["seconds"] for h in history) / len(history)
+                              if history else None),
+        "config": cfg.to_dict(),
+        "history": history,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if history:
+        plot_curves(history, out / "curves.png",
+                    f"{cfg.net.upper()} {cfg.method} on {cfg.dataset}")
+    return metrics
