@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="method option (repeatable), e.g. --method-opt beta=5")
     ap.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
     ap.add_argument("--data-dir", default="data", help="dataset files/downloads (default: data)")
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=None, help="total epochs (default 10)")
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--lr", type=float, default=0.02)
     ap.add_argument("--lr-schedule", choices=SCHEDULES, default="cosine")
@@ -74,7 +74,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.resume:
         ckpt = load_checkpoint(Path(args.out) / "checkpoint.pt")
         cfg_dict = dict(ckpt["config"])
-        if args.epochs > cfg_dict["epochs"]:
+        if args.epochs is not None and args.epochs > cfg_dict["epochs"]:
             log.warning("extending the run from %d to %d epochs (the lr schedule is stretched)",
                         cfg_dict["epochs"], args.epochs)
             cfg_dict["epochs"] = args.epochs
@@ -84,7 +84,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     side = required_input_side(args.net, h)
     return TrainConfig(
         net=args.net, method=args.method, dataset=args.dataset, in_shape=(c, side, side),
-        num_classes=10, method_options=parse_options(args.method_opt), epochs=args.epochs,
+        num_classes=10, method_options=parse_options(args.method_opt),
+        epochs=10 if args.epochs is None else args.epochs,
         batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
         weight_decay=args.weight_decay, loss=args.loss, seed=args.seed)
 

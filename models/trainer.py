@@ -125,10 +125,13 @@ def evaluate(model: nn.Module, ds: ImageDataset, loss_kind: str,
 
 
 def train(cfg: TrainConfig, train_ds: ImageDataset, test_ds: ImageDataset, out: str | Path,
-          resume: bool = False, progress: bool = True) -> dict[str, Any]:
+          resume: bool = False, progress: bool = True,
+          stop_after: int | None = None) -> dict[str, Any]:
     """Train (or resume) into ``out``; returns the metrics dict also written to metrics.json.
 
     Writes ``checkpoint.pt`` after every epoch, plus ``metrics.json`` and ``curves.png``.
+    ``stop_after`` ends this call after that many epochs (as an interruption would); a later
+    call with ``resume=True`` continues the run.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,7 +153,9 @@ def train(cfg: TrainConfig, train_ds: ImageDataset, test_ds: ImageDataset, out: 
         start_epoch = ckpt["epoch"]
         log.info("resuming %s after epoch %d of %d", ckpt_path, start_epoch, cfg.epochs)
     clip_layers = binary_weight_layers(model) if method.clip_weights else []
-    for epoch in range(start_epoch, cfg.epochs):
+    end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, start_epoch + stop_after)
+    metrics = write_metrics(out, cfg, history) if start_epoch >= end_epoch else {}
+    for epoch in range(start_epoch, end_epoch):
         t0 = time.time()
         method.on_epoch_start(model, epoch, cfg.epochs)
         model.train()
@@ -169,7 +174,7 @@ def train(cfg: TrainConfig, train_ds: ImageDataset, test_ds: ImageDataset, out: 
             total.backward()
             opt.step()
             clip_weights(clip_layers)
-            loss_sum += float(loss) * len(y)
+            loss_sum += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
@@ -189,7 +194,6 @@ def train(cfg: TrainConfig, train_ds: ImageDataset, test_ds: ImageDataset, out: 
         metrics = write_metrics(out, cfg, history)
     if start_epoch >= cfg.epochs:
         log.info("%s already holds %d epochs; nothing to train", ckpt_path, start_epoch)
-        metrics = write_metrics(out, cfg, history)
     return metrics
 
 

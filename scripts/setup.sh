@@ -44,12 +44,14 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
     start=$(date +%s)
     echo "setup: creating $VENV with the pinned stack (a few minutes on a fresh machine)"
     [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-    pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
-    "${pip[@]}" "$TORCH_SPEC"
-    "${pip[@]}" -r requirements/lock.txt
+    # pip warns about unusable local index paths on some machines; keep the log readable
+    pip() { "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@" \
+        2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+    pip "$TORCH_SPEC"
+    pip -r requirements/lock.txt
     # finn-plus pins brevitas==0.13.0, which does not coexist with torch 2.13: install it alone.
-    "${pip[@]}" --no-deps "$FINN_PLUS"
-    "${pip[@]}" --no-deps --no-build-isolation -e .
+    pip --no-deps "$FINN_PLUS"
+    pip --no-deps --no-build-isolation -e .
     echo "$want" > "$STAMP"
     echo "setup: done in $(( $(date +%s) - start )) s"
 fi

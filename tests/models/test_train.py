@@ -1,0 +1,121 @@
+"""Training: reproducibility, bit-identical resume, CLI outputs, and one real run (slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+
+from models import train as train_cli
+from models.checkpoint import load_checkpoint
+from models.data import load_dataset
+from models.trainer import TrainConfig, binary_weight_layers, sqr_hinge_loss, train
+
+
+def synthetic_sets(n: int = 600):
+    return (load_dataset("synthetic", "train", synthetic_size=n),
+            load_dataset("synthetic", "test", synthetic_size=200))
+
+
+def small_cfg(**kw) -> TrainConfig:
+    base = dict(net="tfc", method="bnn", dataset="synthetic", in_shape=(1, 28, 28),
+                num_classes=10, epochs=2, batch_size=50, seed=7)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs"
+
+
+@pytest.mark.parametrize("method", ["bnn", "xnor"])
+def test_resume_is_bit_identical(tmp_path: Path, method: str) -> None:
+    tr, te = synthetic_sets()
+    cfg = small_cfg(method=method)
+    full = train(cfg, tr, te, tmp_path / "full", progress=False)
+    train(cfg, tr, te, tmp_path / "split", progress=False, stop_after=1)
+    assert load_checkpoint(tmp_path / "split" / "checkpoint.pt")["epoch"] == 1
+    split = train(cfg, tr, te, tmp_path / "split", resume=True, progress=False)
+    assert_same_state(load_checkpoint(tmp_path / "full" / "checkpoint.pt")["model"],
+                      load_checkpoint(tmp_path / "split" / "checkpoint.pt")["model"])
+    assert [h["train_loss"] for h in full["history"]] == [h["train_loss"] for h in split["history"]]
+
+
+def test_same_seed_same_result_other_seed_differs(tmp_path: Path) -> None:
+    tr, te = synthetic_sets(300)
+    a = train(small_cfg(epochs=1), tr, te, tmp_path / "a", progress=False)
+    b = train(small_cfg(epochs=1), tr, te, tmp_path / "b", progress=False)
+    c = train(small_cfg(epochs=1, seed=8), tr, te, tmp_path / "c", progress=False)
+    assert a["history"][0]["train_loss"] == b["history"][0]["train_loss"]
+    assert a["history"][0]["train_loss"] != c["history"][0]["train_loss"]
+
+
+def test_latent_weights_clipped(tmp_path: Path) -> None:
+    tr, te = synthetic_sets(300)
+    train(small_cfg(epochs=1, lr=0.5), tr, te, tmp_path, progress=False)
+    from models.checkpoint import load_model
+
+    model, _, _ = load_model(tmp_path / "checkpoint.pt")
+    layers = binary_weight_layers(model)
+    assert len(layers) == 4
+    assert all(float(m.weight.abs().max()) <= 1.0 for m in layers)
+    assert any(float(m.weight.abs().max()) == 1.0 for m in layers), "lr 0.5 should hit the clip"
+
+
+def test_sqr_hinge_loss_formula() -> None:
+    logits = torch.tensor([[0.5, -2.0, 1.5]])
+    # t = [-1, -1, +1]: max(0, 1 + 0.5)^2 + max(0, 1 - 2)^2 + max(0, 1 - 1.5)^2 = 2.25
+    assert float(sqr_hinge_loss(logits, torch.tensor([2]))) == pytest.approx(2.25 / 3)
+
+
+def test_cli_writes_all_outputs(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    rc = train_cli.main(["--net", "tfc", "--method", "xnor", "--dataset", "synthetic",
+                         "--epochs", "2", "--out", str(out), "--no-progress", "--no-finn-check",
+                         "--loss", "sqr_hinge"])
+    assert rc == 0
+    for name in ("checkpoint.pt", "metrics.json", "curves.png", "model.onnx"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and len(metrics["history"]) == 2
+    assert metrics["export"]["parity"]["ok"]
+    meta = {p.key: p.value for p in onnx.load(str(out / "model.onnx")).metadata_props}
+    assert meta["bnnforge.method"] == "xnor" and meta["bnnforge.net"] == "tfc"
+    assert json.loads(meta["bnnforge.input_shape"]) == [1, 1, 28, 28]
+    # resuming a finished run trains nothing and keeps the checkpoint
+    before = (out / "checkpoint.pt").read_bytes()
+    assert train_cli.main(["--out", str(out), "--resume", "--no-export", "--no-progress",
+                           "--dataset", "synthetic"]) == 0
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+def test_cli_resume_without_checkpoint_fails_clearly(tmp_path: Path, caplog) -> None:
+    rc = train_cli.main(["--out", str(tmp_path / "none"), "--resume", "--dataset", "synthetic"])
+    assert rc == 1
+    assert "checkpoint not found" in caplog.text
+
+
+def test_cnv_trains_on_padded_images(tmp_path: Path) -> None:
+    tr = load_dataset("synthetic", "train", pad_to=32, synthetic_size=100)
+    te = load_dataset("synthetic", "test", pad_to=32, synthetic_size=50)
+    cfg = small_cfg(net="cnv", in_shape=(1, 32, 32), epochs=1)
+    metrics = train(cfg, tr, te, tmp_path, progress=False)
+    assert metrics["epochs_completed"] == 1
+
+
+@pytest.mark.slow
+def test_tfc_fashion_mnist_reaches_75_percent(tmp_path: Path, fashion_dir: Path) -> None:
+    """The issue's reference run: TFC-W1A1, Adam 0.02, batch 100, cross-entropy, 5 epochs."""
+    out = tmp_path / "tfc"
+    rc = train_cli.main(["--net", "tfc", "--method", "bnn", "--dataset", "fashion-mnist",
+                         "--epochs", "5", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= 0.75, metrics["test_accuracy"]
+    assert metrics["export"]["parity"]["ok"]
+    assert metrics["export"]["finn"]["op_types"]["XnorPopcountMatMul"] == 4

@@ -1,0 +1,60 @@
+"""Repository rules: package layering, and an idempotent, quiet `make setup`."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: package -> top-level modules it must never import
+FORBIDDEN = {
+    "models": {"finn", "build_flows", "hw"},
+    "build_flows": {"models"},
+    "hw": {"torch", "brevitas", "finn", "models", "build_flows"},
+}
+
+
+def imported_roots(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_layering(package: str) -> None:
+    bad = []
+    for path in sorted((REPO / package).rglob("*.py")):
+        hits = imported_roots(path) & FORBIDDEN[package]
+        if hits:
+            bad.append(f"{path.relative_to(REPO)} imports {sorted(hits)}")
+    assert not bad, "\n".join(bad)
+
+
+def test_modules_stay_small() -> None:
+    big = [f"{p.relative_to(REPO)}: {n} lines" for pkg in FORBIDDEN
+           for p in (REPO / pkg).rglob("*.py") if (n := len(p.read_text().splitlines())) > 450]
+    assert not big, big
+
+
+@pytest.mark.skipif(not (REPO / ".venv" / ".bnnforge-setup").is_file()
+                    or Path(sys.prefix).resolve() != (REPO / ".venv").resolve(),
+                    reason="runs only inside the venv made by `make setup`")
+def test_setup_is_idempotent_and_quiet() -> None:
+    start = time.time()
+    proc = subprocess.run(["bash", "scripts/setup.sh"], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "VENV": ".venv"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and proc.stderr == ""
+    assert time.time() - start < 10
