@@ -21,6 +21,7 @@ import json
 import logging
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,9 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 def export_model(model: nn.Module, in_shape: tuple[int, ...], out_path: str | Path,
                  metadata: dict[str, str] | None = None) -> Path:
     """Export ``model`` (eval mode) to QONNX at ``out_path``, cleaned up, with ``metadata``."""
-    from brevitas.export import export_qonnx
+    with warnings.catch_warnings():  # brevitas warns about an optional CUDA kernel package
+        warnings.filterwarnings("ignore", message="fast_hadamard_transform")
+        from brevitas.export import export_qonnx
     from qonnx.util.cleanup import cleanup
 
     out_path = Path(out_path)
@@ -92,8 +95,14 @@ def export_model(model: nn.Module, in_shape: tuple[int, ...], out_path: str | Pa
     dummy = torch.rand(1, *in_shape)
     raw = out_path.with_suffix(".raw.onnx")
     chatter = io.StringIO()  # torch.onnx prints its progress to stdout
-    with torch.no_grad(), contextlib.redirect_stdout(chatter):
-        export_qonnx(model, input_t=dummy, export_path=str(raw))
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)  # "torchvision is not installed" notices
+    try:
+        with torch.no_grad(), contextlib.redirect_stdout(chatter):
+            export_qonnx(model, input_t=dummy, export_path=str(raw))
+    finally:
+        onnx_log.setLevel(level)
     log.debug(chatter.getvalue())
     cleanup(str(raw), out_file=str(out_path))
     raw.unlink()

@@ -63,8 +63,8 @@ def test_latent_weights_clipped(tmp_path: Path) -> None:
     model, _, _ = load_model(tmp_path / "checkpoint.pt")
     layers = binary_weight_layers(model)
     assert len(layers) == 4
-    assert all(float(m.weight.abs().max()) <= 1.0 for m in layers)
-    assert any(float(m.weight.abs().max()) == 1.0 for m in layers), "lr 0.5 should hit the clip"
+    assert all(float(m.weight.detach().abs().max()) <= 1.0 for m in layers)
+    assert any(float(m.weight.detach().abs().max()) == 1.0 for m in layers), "lr 0.5 should hit the clip"
 
 
 def test_sqr_hinge_loss_formula() -> None:
