@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from models.binarize import BinarizationMethod, get_method
+from models.binarize import BinarizationMethod, binary_weight_layers, get_method
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.data import ImageDataset, batches
 from models.nets import build_net
@@ -69,18 +69,6 @@ def task_loss(kind: str, logits: Tensor, labels: Tensor) -> Tensor:
     if kind == "sqr_hinge":
         return sqr_hinge_loss(logits, labels)
     raise ValueError(f"unknown loss {kind!r}; choose from {', '.join(LOSSES)}")
-
-
-def binary_weight_layers(model: nn.Module) -> list[nn.Module]:
-    """Layers whose weights are quantized to 1 bit (their latent weights get clipped)."""
-    from brevitas.nn.quant_layer import QuantWeightBiasInputOutputLayer
-
-    out = []
-    for m in model.modules():
-        if isinstance(m, QuantWeightBiasInputOutputLayer) and m.weight_quant.is_quant_enabled:
-            if int(m.weight_quant.bit_width()) == 1:
-                out.append(m)
-    return out
 
 
 def clip_weights(layers: list[nn.Module]) -> None:

@@ -31,7 +31,7 @@ class _SurrogateSignFn(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, surrogate: Surrogate) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x)
         ctx.surrogate = surrogate
-        return sign(x)
+        return surrogate.value(x)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
@@ -40,7 +40,7 @@ class _SurrogateSignFn(torch.autograd.Function):
 
 
 class Surrogate(nn.Module):
-    """Forward: y = sign(x). Backward: dL/dx = dL/dy * derivative(x).
+    """Forward: y = value(x) (sign by default). Backward: dL/dx = dL/dy * derivative(x).
 
     Subclasses implement :meth:`derivative`; it is also what documentation plots and tests compare
     autograd against. Constructor arguments are explicit (Brevitas' injector resolves them by name).
@@ -48,6 +48,10 @@ class Surrogate(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
+
+    def value(self, x: Tensor) -> Tensor:
+        """The forward value: sign(x) unless a method samples or shifts it."""
+        return sign(x)
 
     def derivative(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -85,6 +89,15 @@ class SurrogateBinaryQuant(nn.Module):
         scale = self.scaling_impl(x)
         y = self.surrogate_impl(x) * scale
         return y, scale, self.zero_point(), self.bit_width()
+
+
+def binary_weight_layers(model: nn.Module) -> list[nn.Module]:
+    """Brevitas layers of ``model`` whose weights are quantized to 1 bit."""
+    from brevitas.nn.quant_layer import QuantWeightBiasInputOutputLayer
+
+    return [m for m in model.modules()
+            if isinstance(m, QuantWeightBiasInputOutputLayer) and m.weight_quant.is_quant_enabled
+            and int(m.weight_quant.bit_width()) == 1]
 
 
 class BinarizationMethod:

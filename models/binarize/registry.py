@@ -10,11 +10,15 @@ from typing import Any
 
 from models.binarize.base import BinarizationMethod
 from models.binarize.bnn import Bnn
+from models.binarize.bnn_plus import BnnPlus
+from models.binarize.stochastic import Stochastic
 from models.binarize.xnor import Xnor
 
 METHODS: dict[str, type[BinarizationMethod]] = {
     "bnn": Bnn,
     "xnor": Xnor,
+    "stochastic": Stochastic,
+    "bnn_plus": BnnPlus,
 }
 
 

@@ -7,7 +7,7 @@ import torch
 
 from models.binarize import METHODS
 from models.nets import NETS, build_net, required_input_side
-from models.trainer import binary_weight_layers
+from models.binarize import binary_weight_layers
 
 #: net -> number of binary-weight layers
 BINARY_LAYERS = {"tfc": 4, "sfc": 4, "lfc": 4, "cnv": 9}

@@ -12,7 +12,8 @@ import torch
 from models import train as train_cli
 from models.checkpoint import load_checkpoint
 from models.data import load_dataset
-from models.trainer import TrainConfig, binary_weight_layers, sqr_hinge_loss, train
+from models.binarize import METHODS, binary_weight_layers
+from models.trainer import TrainConfig, sqr_hinge_loss, train
 
 
 def synthetic_sets(n: int = 600):
@@ -33,7 +34,7 @@ def assert_same_state(a: dict, b: dict) -> None:
         assert torch.equal(a[k], b[k]), f"{k} differs"
 
 
-@pytest.mark.parametrize("method", ["bnn", "xnor"])
+@pytest.mark.parametrize("method", sorted(METHODS))
 def test_resume_is_bit_identical(tmp_path: Path, method: str) -> None:
     tr, te = synthetic_sets()
     cfg = small_cfg(method=method)

@@ -1,0 +1,123 @@
+"""BNN+ (Darabi et al., "BNN+: Improved Binary Network Training", arXiv 1812.11800).
+
+Activations:
+
+    forward:   y = sign(x)
+    backward:  dy/dx = SS'(x) = beta * (2 - beta * x * tanh(beta * x / 2)) / (1 + cosh(beta * x))
+
+(the derivative of the SignSwish 2 * sigmoid(beta x) * (1 + beta x (1 - sigmoid(beta x))) - 1;
+``beta`` option, default 5, as larq's ``swish_sign``).
+
+Weights, with a trainable scale per output channel alpha_c > 0 initialised to mean_j |W[c, j]|:
+
+    forward:   W_b = alpha_c * sign(W)
+    backward:  dL/dW = alpha_c * g * 1{|W| <= 1}   (hard-tanh STE), dL/dalpha_c = sum_j g[c,j] sign(W[c,j])
+
+alpha is stored as log2(alpha) (Brevitas LOG_FP restriction) so it stays positive.
+
+Regularizer added to the loss (``reg`` option: 'l1' or 'l2'; ``lam`` option, default 1e-6),
+summed over every binary-weight layer and weight:
+
+    L1: lam * sum |alpha_c - |W[c, j]||        L2: lam * sum (alpha_c - |W[c, j]|)^2
+
+Deployment: a plain BNN; alpha_c > 0 folds into the thresholds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from brevitas.core.restrict_val import RestrictValueType
+from brevitas.core.scaling import ScalingImplType
+from brevitas.core.stats import StatsOp
+from brevitas.quant.base import SignedBinaryClampedConst
+from brevitas.quant.solver import ActQuantSolver, WeightQuantSolver
+from torch import Tensor, nn
+
+from models.binarize.base import (BinarizationMethod, HardTanhSTE, Surrogate, SurrogateBinaryQuant,
+                                   binary_weight_layers)
+
+
+class SignSwish(Surrogate):
+    """Forward sign(x); backward beta * (2 - beta x tanh(beta x / 2)) / (1 + cosh(beta x))."""
+
+    def __init__(self, beta: float = 5.0) -> None:
+        super().__init__()
+        self.beta = float(beta)
+
+    def derivative(self, x: Tensor) -> Tensor:
+        b = self.beta
+        return b * (2.0 - b * x * torch.tanh(b * x / 2.0)) / (1.0 + torch.cosh(b * x))
+
+
+class SignedBinaryActSignSwish(SignedBinaryClampedConst, ActQuantSolver):
+    """a_b = sign(a) (scale 1); backward SignSwish'(a) with ``beta``."""
+
+    tensor_quant = SurrogateBinaryQuant
+    surrogate_impl = SignSwish
+    beta = 5.0
+    scaling_const = 1.0
+    min_val = -1.0
+    max_val = 1.0
+
+
+class SignedBinaryWeightLearnedPerChannelScale(SignedBinaryClampedConst, WeightQuantSolver):
+    """W_b = alpha_c * sign(W), alpha_c a parameter (log2 domain) initialised to mean|W_c|."""
+
+    tensor_quant = SurrogateBinaryQuant
+    surrogate_impl = HardTanhSTE
+    scaling_impl_type = ScalingImplType.PARAMETER_FROM_STATS
+    scaling_stats_op = StatsOp.AVE
+    scaling_per_output_channel = True
+    restrict_scaling_type = RestrictValueType.LOG_FP
+    scaling_min_val = 1e-8
+
+
+class BnnPlus(BinarizationMethod):
+    """SignSwish activation gradient, learned alpha, alpha-|W| regularizer (key ``bnn_plus``)."""
+
+    key = "bnn_plus"
+    title = "BNN+: SignSwish activation gradient, trainable alpha with L1/L2 regularizer"
+    paper = "Darabi et al., BNN+: Improved Binary Network Training, arXiv 1812.11800"
+    weight_quant = SignedBinaryWeightLearnedPerChannelScale
+    act_quant = SignedBinaryActSignSwish
+    #: beta: SignSwish sharpness; reg: 'l1' or 'l2'; lam: regularizer weight
+    defaults: dict[str, Any] = {"beta": 5.0, "reg": "l1", "lam": 1e-6}
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if self.options["reg"] not in ("l1", "l2"):
+            raise ValueError(f"bnn_plus option reg={self.options['reg']!r}: choose 'l1' or 'l2'")
+
+    @staticmethod
+    def _init_alpha(layer: nn.Module) -> nn.Module:
+        """Initialise alpha_c = mean|W_c| now (Brevitas would do it at the first forward)."""
+        with torch.no_grad():
+            layer.quant_weight()
+        return layer
+
+    def linear(self, in_features: int, out_features: int) -> nn.Module:
+        return self._init_alpha(super().linear(in_features, out_features))
+
+    def conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+             padding: int = 0) -> nn.Module:
+        return self._init_alpha(super().conv(in_channels, out_channels, kernel_size, stride,
+                                             padding))
+
+    def act(self, channels: int) -> nn.Module:
+        from brevitas.nn import QuantIdentity
+        return QuantIdentity(act_quant=self.act_quant, beta=float(self.options["beta"]),
+                             return_quant_tensor=False)
+
+    def extra_loss(self, model: nn.Module) -> Tensor | None:
+        """lam * sum over binary layers of |alpha_c - |W_cj|| (l1) or its square (l2)."""
+        terms = []
+        for layer in binary_weight_layers(model):
+            w = layer.weight
+            alpha = layer.quant_weight().scale.reshape(w.shape[0], *([1] * (w.dim() - 1)))
+            dev = alpha - w.abs()
+            terms.append(dev.abs().sum() if self.options["reg"] == "l1" else dev.pow(2).sum())
+        if not terms:
+            return None
+        return float(self.options["lam"]) * torch.stack(terms).sum()
