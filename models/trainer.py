@@ -129,6 +129,9 @@ def train(cfg: TrainConfig, train_ds: ImageDataset, test_ds: ImageDataset, out: 
     model = build_net(cfg.to_dict())
     opt = make_optimizer(model, method, cfg)
     sched = make_scheduler(opt, cfg)
+    # before the RNG state is restored: probing a quantizer's bit width runs it (stochastic
+    # quantizers draw random numbers)
+    clip_layers = binary_weight_layers(model) if method.clip_weights else []
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if resume:
@@ -140,7 +143,6 @@ def train(cfg: TrainConfig, train_ds: ImageDataset, test_ds: ImageDataset, out: 
         history = ckpt["history"]
         start_epoch = ckpt["epoch"]
         log.info("resuming %s after epoch %d of %d", ckpt_path, start_epoch, cfg.epochs)
-    clip_layers = binary_weight_layers(model) if method.clip_weights else []
     end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, start_epoch + stop_after)
     metrics = write_metrics(out, cfg, history) if start_epoch >= end_epoch else {}
     for epoch in range(start_epoch, end_epoch):
