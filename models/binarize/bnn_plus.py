@@ -30,13 +30,13 @@ from typing import Any
 import torch
 from brevitas.core.restrict_val import RestrictValueType
 from brevitas.core.scaling import ScalingImplType
-from brevitas.core.stats import StatsOp
 from brevitas.quant.base import SignedBinaryClampedConst
-from brevitas.quant.solver import ActQuantSolver, WeightQuantSolver
+from brevitas.quant.solver import ActQuantSolver
 from torch import Tensor, nn
 
-from models.binarize.base import (BinarizationMethod, HardTanhSTE, Surrogate, SurrogateBinaryQuant,
+from models.binarize.base import (BinarizationMethod, Surrogate, SurrogateBinaryQuant,
                                    binary_weight_layers)
+from models.binarize.xnor import SignedBinaryWeightPerChannelAbsMean
 
 
 class SignSwish(Surrogate):
@@ -62,16 +62,11 @@ class SignedBinaryActSignSwish(SignedBinaryClampedConst, ActQuantSolver):
     max_val = 1.0
 
 
-class SignedBinaryWeightLearnedPerChannelScale(SignedBinaryClampedConst, WeightQuantSolver):
+class SignedBinaryWeightLearnedPerChannelScale(SignedBinaryWeightPerChannelAbsMean):
     """W_b = alpha_c * sign(W), alpha_c a parameter (log2 domain) initialised to mean|W_c|."""
 
-    tensor_quant = SurrogateBinaryQuant
-    surrogate_impl = HardTanhSTE
     scaling_impl_type = ScalingImplType.PARAMETER_FROM_STATS
-    scaling_stats_op = StatsOp.AVE
-    scaling_per_output_channel = True
     restrict_scaling_type = RestrictValueType.LOG_FP
-    scaling_min_val = 1e-8
 
 
 class BnnPlus(BinarizationMethod):
