@@ -86,11 +86,33 @@ def check(path: str, samples: int = 3, seed: int = 0) -> dict[str, Any]:
     leftover = sorted(set(ops) & {"BatchNormalization", "Conv", "Gemm", "Quant", "BipolarQuant"})
     if leftover:
         raise RuntimeError(f"{path}: nodes {leftover} remain after streamlining")
-    if "XnorPopcountMatMul" not in ops or "MultiThreshold" not in ops:
-        raise RuntimeError(f"{path}: no XNOR-popcount/threshold nodes after streamlining: {ops}")
-    ops = Counter(n.op_type for n in streamlined.graph.node)
+    if "MultiThreshold" not in ops:
+        raise RuntimeError(f"{path}: no threshold nodes after streamlining: {ops}")
+    kinds = matmul_kinds(streamlined)
+    floating = [k for k in kinds if "FLOAT" in k]
+    if floating:
+        raise RuntimeError(f"{path}: matrix products on float data remain after streamlining: "
+                           f"{floating}")
     return {"samples": samples, "mismatched_samples": mismatched, "max_abs_diff": max_diff,
-            "op_types": dict(sorted(ops.items()))}
+            "op_types": dict(sorted(ops.items())), "matmuls": kinds}
+
+
+def matmul_kinds(model: Any) -> list[str]:
+    """'<op> <node>: <input dtype> x <weight dtype>' for each matrix product, in graph order.
+
+    XNOR-popcount (BIPOLAR x BIPOLAR), BINARY x BIPOLAR ({0,1} activations: AND-popcount or XNOR
+    with the offset in the thresholds) and INTn x BIPOLAR (8-bit first layer) all map to FINN's
+    matrix-vector units; FLOAT32 on either side does not.
+    """
+    kinds = []
+    for node in model.graph.node:
+        if node.op_type in ("MatMul", "XnorPopcountMatMul"):
+            din = model.get_tensor_datatype(node.input[0]).name
+            dw = model.get_tensor_datatype(node.input[1]).name
+            if node.op_type == "XnorPopcountMatMul":
+                din = dw = "BIPOLAR"  # stored as BINARY bits that encode -1/+1
+            kinds.append(f"{node.op_type} {node.name}: {din} x {dw}")
+    return kinds
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,6 +91,50 @@ class SurrogateBinaryQuant(nn.Module):
         return y, scale, self.zero_point(), self.bit_width()
 
 
+class TransformedBinaryQuant(SurrogateBinaryQuant):
+    """y = scale(t(x)) * sign(t(x)) for a differentiable weight transform t (centring, shift).
+
+    ``scale`` comes from ``scaling_impl`` applied to t(x), so statistics scales see the transformed
+    weight. Brevitas' QONNX export re-applies ``BipolarQuant`` to the raw latent weight, which would
+    drop t; :meth:`bake` therefore replaces the latent weight by sign(t(x)) and freezes the scale,
+    after which this quantizer is the identity transform with a constant scale (export only).
+    """
+
+    def __init__(self, scaling_impl: nn.Module, surrogate_impl: Surrogate) -> None:
+        super().__init__(scaling_impl, surrogate_impl)
+        self.baked_scale: Tensor | None = None
+
+    def transform(self, x: Tensor) -> Tensor:
+        """t(x); the identity here."""
+        return x
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        if self.baked_scale is not None:
+            return sign(x) * self.baked_scale, self.baked_scale, self.zero_point(), self.bit_width()
+        xt = self.transform(x)
+        scale = self.scaling_impl(xt)
+        return self.surrogate_impl(xt) * scale, scale, self.zero_point(), self.bit_width()
+
+    def bake(self, layer: nn.Module) -> None:
+        """Replace ``layer.weight`` by sign(t(W)) and freeze the scale (see class docstring)."""
+        with torch.no_grad():
+            qw = layer.quant_weight()
+            scale = qw.scale.detach().clone()
+            layer.weight.copy_(sign(qw.value / scale))
+        self.baked_scale = scale
+
+
+def bake_weight_transforms(model: nn.Module) -> int:
+    """Bake every :class:`TransformedBinaryQuant` of ``model`` in place; returns how many."""
+    baked = 0
+    for layer in binary_weight_layers(model):
+        for sub in layer.weight_quant.modules():
+            if isinstance(sub, TransformedBinaryQuant):
+                sub.bake(layer)
+                baked += 1
+    return baked
+
+
 def binary_weight_layers(model: nn.Module) -> list[nn.Module]:
     """Brevitas layers of ``model`` whose weights are quantized to 1 bit."""
     from brevitas.nn.quant_layer import QuantWeightBiasInputOutputLayer
@@ -154,10 +198,28 @@ class BinarizationMethod:
         """True for parameters that must be excluded from weight decay."""
         return False
 
+    # -- residual nets --------------------------------------------------------------------------
+    #: value that padding of a binary activation must use: the value that bit 0 encodes
+    pad_value: ClassVar[float] = -1.0
+
+    def shortcut(self, channels: int) -> nn.Module:
+        """The shortcut branch of a residual binary conv (identity unless the method gates it)."""
+        return nn.Identity()
+
     # -- deployment ---------------------------------------------------------------------------
     def deployment(self) -> tuple[bool, str]:
         """(deployable now, how it maps to XNOR-popcount + thresholds or what it lacks)."""
         return True, "XNOR-popcount + integer thresholds"
+
+    def prepare_export(self, model: nn.Module) -> nn.Module:
+        """A copy of ``model`` ready for QONNX export: weight transforms baked into the weights.
+
+        Methods whose trained state cannot be exported raise ValueError saying why.
+        """
+        import copy
+        exported = copy.deepcopy(model).eval()
+        bake_weight_transforms(exported)
+        return exported
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary: key, title, paper, options."""

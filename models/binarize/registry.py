@@ -9,8 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from models.binarize.base import BinarizationMethod
+from models.binarize.bbg import Bbg
 from models.binarize.bnn import Bnn
 from models.binarize.bnn_plus import BnnPlus
+from models.binarize.sd_bnn import SdBnn
+from models.binarize.si_bnn import SiBnn
+from models.binarize.staged_residual import StagedResidual
 from models.binarize.stochastic import Stochastic
 from models.binarize.xnor import Xnor
 
@@ -18,7 +22,11 @@ METHODS: dict[str, type[BinarizationMethod]] = {
     "bnn": Bnn,
     "xnor": Xnor,
     "stochastic": Stochastic,
+    "staged_residual": StagedResidual,
+    "sd_bnn": SdBnn,
+    "si_bnn": SiBnn,
     "bnn_plus": BnnPlus,
+    "bbg": Bbg,
 }
 
 

@@ -1,4 +1,4 @@
-"""The BNN-PYNQ topologies, built for any registered binarization method.
+"""The BNN-PYNQ topologies and a residual binary net, built for any registered binarization method.
 
 ``build_net(config)`` rebuilds a net from the ``config`` dict stored in checkpoints:
 ``{"net", "method", "method_options", "in_shape", "num_classes"}``.
@@ -13,8 +13,9 @@ from torch import nn
 from models.binarize import get_method
 from models.nets.cnv import CNV
 from models.nets.mlp import MLP_HIDDEN, MLP
+from models.nets.resnet import ResNet
 
-NETS = ("tfc", "sfc", "lfc", "cnv")
+NETS = ("tfc", "sfc", "lfc", "cnv", "resnet")
 
 
 def required_input_side(net: str, native_side: int) -> int:
@@ -34,7 +35,9 @@ def build_net(config: dict[str, Any]) -> nn.Module:
         if in_shape[1:] != (32, 32):
             raise ValueError(f"CNV needs 32x32 inputs (got {in_shape}); pad 28x28 images to 32")
         return CNV(method, in_shape[0], num_classes)
+    if net == "resnet":
+        return ResNet(method, in_shape, num_classes)
     raise ValueError(f"unknown net {net!r}; choose from {', '.join(NETS)}")
 
 
-__all__ = ["CNV", "MLP", "NETS", "build_net", "required_input_side"]
+__all__ = ["CNV", "MLP", "NETS", "ResNet", "build_net", "required_input_side"]
