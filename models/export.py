@@ -140,6 +140,36 @@ def check_parity(path: str | Path, model: nn.Module, images: torch.Tensor,
                         tol=tol)
 
 
+def deployability(net: str, method: str, options: dict[str, Any] | None = None
+                  ) -> tuple[bool, str]:
+    """(deployable now, how) for ``method`` in ``net``: whether the exported graph folds into
+    XNOR-popcount (or {0,1} x bipolar) matrix units plus integer thresholds, or what it needs."""
+    from models.binarize import get_method
+
+    ok, how = get_method(method, **(options or {})).deployment()
+    if net == "resnet":
+        need = ("needs 8-bit shortcut streams (duplicate + add), 8-bit 1x1 downsample convs and "
+                "global pooling")
+        return False, need if ok else f"{how}; also {need}"
+    return ok, how
+
+
+def deployability_table() -> str:
+    """Markdown table: per registered method and net family, deployable now or what it needs."""
+    from models.binarize import METHODS
+
+    rows = ["| method | BNN-PYNQ nets (tfc/sfc/lfc/cnv) | residual net |", "|---|---|---|"]
+    variants = [(key, {}) for key in METHODS] + [("sd_bnn", {"asd": "dynamic"})]
+    for key, options in variants:
+        cells = []
+        for net in ("tfc", "resnet"):
+            ok, how = deployability(net, key, options)
+            cells.append(("**yes**: " if ok else "no: ") + how)
+        name = key + "".join(f" {k}={v}" for k, v in options.items())
+        rows.append(f"| `{name}` | {cells[0]} | {cells[1]} |")
+    return "\n".join(rows)
+
+
 def finn_available() -> bool:
     """True when finn-plus is importable (checked without importing it)."""
     return importlib.util.find_spec("finn") is not None
@@ -166,14 +196,24 @@ def export_checkpoint(checkpoint: str | Path, out_path: str | Path, data_dir: st
     from models.checkpoint import load_model
     from models.data import load_dataset
 
+    from models.binarize import get_method
+
     model, config, _ = load_model(checkpoint)
+    method = get_method(config["method"], **config.get("method_options", {}))
+    try:
+        exportable = method.prepare_export(model)
+    except ValueError as exc:
+        raise ExportError(f"{checkpoint}: {exc}") from None
+    deployable, how = deployability(config["net"], config["method"],
+                                    config.get("method_options", {}))
     if config.get("dataset") in (None, "synthetic"):
         ds = load_dataset("synthetic", "test", pad_to=config["in_shape"][-1])
     else:
         ds = load_dataset(config["dataset"], "test", data_dir=data_dir,
                           pad_to=config["in_shape"][-1])
-    meta = metadata_for(config, ds.classes, ds.pad)
-    path = export_model(model, tuple(config["in_shape"]), out_path, meta)
+    meta = metadata_for(config, ds.classes, ds.pad,
+                        {"deployable": str(deployable).lower(), "deployment": how})
+    path = export_model(exportable, tuple(config["in_shape"]), out_path, meta)
     images = ds.images[:parity_samples].float() / 255.0
     parity = check_parity(path, model, images, tol)
     if not parity.ok:
@@ -181,8 +221,13 @@ def export_checkpoint(checkpoint: str | Path, out_path: str | Path, data_dir: st
             f"{path}: QONNX execution differs from PyTorch: max |diff| {parity.max_abs_diff:.3g} "
             f"> {tol:g} on test sample {parity.worst_sample}")
     log.info("parity: %d test images, max |diff| %.3g", parity.samples, parity.max_abs_diff)
-    summary: dict[str, Any] = {"onnx": str(path), "parity": vars(parity) | {"ok": parity.ok}}
-    if finn_check and finn_available():
+    summary: dict[str, Any] = {"onnx": str(path), "parity": vars(parity) | {"ok": parity.ok},
+                               "deployable": deployable, "deployment": how}
+    log.info("%s %s: %s%s", config["net"], config["method"],
+             "deployable: " if deployable else "not deployable yet: ", how)
+    if finn_check and not deployable:
+        log.info("skipped the finn-plus streamlining check: the graph is not deployable yet")
+    elif finn_check and finn_available():
         summary["finn"] = check_streamlines(path)
         log.info("finn-plus: converts and streamlines (%s)", summary["finn"])
     elif finn_check:
@@ -193,8 +238,10 @@ def export_checkpoint(checkpoint: str | Path, out_path: str | Path, data_dir: st
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     ap = argparse.ArgumentParser(prog="python -m models.export", description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by models.train")
-    ap.add_argument("--out", required=True, help="output ONNX path")
+    ap.add_argument("--checkpoint", help="checkpoint.pt written by models.train")
+    ap.add_argument("--out", help="output ONNX path")
+    ap.add_argument("--methods", action="store_true",
+                    help="print, per registered method, whether its graphs deploy now, and exit")
     ap.add_argument("--data-dir", default="data", help="dataset directory (default: data)")
     ap.add_argument("--parity-samples", type=int, default=20)
     ap.add_argument("--tol", type=float, default=1e-5)
@@ -204,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     from models import setup_logging
 
     setup_logging()
+    if args.methods:
+        print(deployability_table())
+        return 0
+    if not args.checkpoint or not args.out:
+        ap.error("--checkpoint and --out are required (or --methods)")
     try:
         summary = export_checkpoint(args.checkpoint, args.out, args.data_dir,
                                     args.parity_samples, args.tol, not args.no_finn_check)

@@ -5,7 +5,7 @@ No code was published; this follows the abstract and secondary summaries (``meth
 Balanced weights, per output channel c:
 
     W~[c] = W[c] - mean_j W[c, j]          (j over C_in*k*k)
-    W_b[c] = alpha_c * sign(W~[c]),  alpha_c = mean_j |W~[c, j]|
+    forward:   W_b[c] = alpha_c * sign(W~[c]),  alpha_c = mean_j |W~[c, j]|
 
 backward: hard-tanh STE on sign (window on W~), the gradient through alpha_c and through the
 centring by autograd (dW~/dW = I - 1/n).

@@ -13,10 +13,10 @@ Activation Self Distribution (ASD) before each binary activation, option ``asd``
                                                                 no biases (the authors' code)
     a_b = sign(a~)
 
-Backward for weights and activations: the IR-Net estimator
+forward:   W_b = sign(w~),  a_b = sign(a~)
+backward:  d sign(u) / du ~= k * t * (1 - tanh^2(t * u)),   k = max(1 / t, 1)
 
-    d sign(u) / du ~= k * t * (1 - tanh^2(t * u)),   k = max(1 / t, 1)
-
+for weights (u = w~) and activations (u = a~): the IR-Net estimator,
 with t rising log-linearly from ``t_start`` = 1e-3 to ``t_end`` = 10 over the epochs
 (t_e = t_start * (t_end / t_start)^(e / (E - 1)) at epoch e of E). Gradients reach a_c through
 sigmoid and beta / W1 / W2 by autograd.

@@ -51,12 +51,51 @@ def sign_swish_act(x, g, beta=5.0):
     return sgn(x), g * d
 
 
+def irnet(u, t=1e-3):
+    """IR-Net estimator at the first epoch's t: k t (1 - tanh^2(t u)), k = max(1/t, 1)."""
+    return max(1 / t, 1.0) * t * (1 - torch.tanh(t * u) ** 2)
+
+
+def sd_bnn_weight(w, g):
+    """WSD with a = 0: w~ = w + 0.5 * 0.01 * mean(w_c) (mean detached, so dw~/dw = 1)."""
+    wt = w + 0.5 * 0.01 * w.mean(1, keepdim=True)
+    return sgn(wt), g * irnet(wt)
+
+
+def sd_bnn_act(x, g):
+    """static ASD with beta = 0: sign(x + sigmoid(0))."""
+    return sgn(x + 0.5), g * irnet(x + 0.5)
+
+
+def si_bnn_act(x, g):
+    """theta = 0, s = 1: a = 1{x >= 0}, da/dx = 1{-0.3 < x < 1}."""
+    return (x >= 0).float(), g * ((x > -0.3) & (x < 1)).float()
+
+
+def residual_act(x, g):
+    """eval mode with fresh running b1 = b2 = 1 and lam = 1: sign(x) + sign(x - sign(x))."""
+    h1 = sgn(x)
+    return h1 + sgn(x - h1), g * window(x)
+
+
+def bbg_weight(w, g):
+    """centred W~ = W - mean(W_c), alpha = mean|W~|; gradient of the xnor form at W~, then
+    through the centring (I - 1/n)."""
+    wt = w - w.mean(1, keepdim=True)
+    fwd, grad_t = xnor_weight(wt, g)
+    return fwd, grad_t - grad_t.mean(1, keepdim=True)
+
+
 #: key -> (weight reference, activation reference): (latent, upstream grad) -> (forward, grad)
 REFERENCE: dict[str, tuple[Callable, Callable]] = {
     "bnn": (bnn_weight, sign_act),
     "xnor": (xnor_weight, sign_act),
     "stochastic": (xnor_weight, sign_act),  # eval mode; train mode tested below
     "bnn_plus": (bnn_plus_weight, sign_swish_act),
+    "staged_residual": (xnor_weight, residual_act),
+    "sd_bnn": (sd_bnn_weight, sd_bnn_act),
+    "si_bnn": (xnor_weight, si_bnn_act),
+    "bbg": (bbg_weight, sign_act),
 }
 
 

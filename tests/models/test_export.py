@@ -9,26 +9,65 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.binarize import METHODS
+from models.binarize import METHODS, get_method
 from models.checkpoint import save_checkpoint
-from models.export import (ExportError, check_parity, export_checkpoint, export_model, main,
-                           read_metadata)
+from models.export import (ExportError, check_parity, export_checkpoint, export_model,
+                           finn_available, main, read_metadata)
 from models.nets import build_net
 from models.trainer import TrainConfig, train
 
-SHAPES = {"tfc": (1, 28, 28), "cnv": (1, 32, 32)}
+SHAPES = {"tfc": (1, 28, 28), "cnv": (1, 32, 32), "resnet": (1, 28, 28)}
+#: methods whose papers use residual topologies (plus the baseline)
+RESIDUAL_METHODS = ("bnn", "sd_bnn", "si_bnn", "bbg")
 
 
-def randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
-    """Non-trivial BatchNorm statistics and affine parameters (negative gains included)."""
+def randomize_bn(model: torch.nn.Module, seed: int = 0,
+                 data: torch.Tensor | None = None) -> None:
+    """Non-trivial BatchNorm statistics and affine parameters (negative gains included).
+
+    With ``data``, the running statistics are those of one training-mode pass over it (so that
+    deep layers stay input-dependent); without, they are random.
+    """
     g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-            n = m.num_features
+    bns = [m for m in model.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+    if data is not None:
+        for m in bns:
+            m.momentum = 1.0
+        with torch.no_grad():
+            model.train()(data)
+        for m in bns:
+            m.momentum = 0.1
+    for m in bns:
+        n = m.num_features
+        if data is None:
             m.running_mean.copy_(torch.rand(n, generator=g) * 6 - 3)
             m.running_var.copy_(torch.rand(n, generator=g) * 4 + 0.25)
-            m.weight.data.copy_(torch.rand(n, generator=g) * 2 - 1)
-            m.bias.data.copy_(torch.rand(n, generator=g) * 2 - 1)
+        m.weight.data.copy_(torch.rand(n, generator=g) * 2 - 1)
+        m.bias.data.copy_(torch.rand(n, generator=g) * 0.5 - 0.25)
+    # method parameters away from their initial values (ASD beta, Si-BNN theta/s, gates, WSD a)
+    for name, p in model.named_parameters():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in ("beta", "theta", "wsd_a"):
+            p.data.copy_(torch.rand(p.shape, generator=g) * 2 - 1)
+        elif leaf in ("s", "g"):
+            p.data.copy_(torch.rand(p.shape, generator=g) + 0.5)
+
+
+def exportable(method: str, model: torch.nn.Module) -> torch.nn.Module:
+    """The method's export copy; staged residual annealed to order 1 first."""
+    m = get_method(method)
+    m.on_epoch_start(model, 9, 10)
+    return m.prepare_export(model)
+
+
+def calibrated(net: str, method: str, **options) -> torch.nn.Module:
+    """A net with random weights; the residual net's 8-bit stream scales initialised by a few
+    training batches (Brevitas collects their statistics)."""
+    torch.manual_seed(3)
+    model = build_net({"net": net, "method": method, "in_shape": SHAPES[net], "num_classes": 10,
+                       "method_options": options})
+    randomize_bn(model, data=torch.rand(32, *SHAPES[net]))
+    return model.eval()
 
 
 @pytest.fixture(scope="session")
@@ -49,22 +88,45 @@ def trained_checkpoints(tmp_path_factory, fashion_dir: Path) -> dict[str, Path]:
     return out
 
 
-@pytest.mark.parametrize("net", ["tfc", "cnv"])
-@pytest.mark.parametrize("method", sorted(METHODS))
+PARITY_CASES = ([("tfc", m) for m in sorted(METHODS)] + [("cnv", m) for m in sorted(METHODS)]
+                + [("resnet", m) for m in RESIDUAL_METHODS])
+
+
+@pytest.mark.parametrize(("net", "method"), PARITY_CASES)
 def test_parity_random_weights(tmp_path: Path, net: str, method: str, fashion_test32,
                                fashion_test) -> None:
-    torch.manual_seed(3)
-    model = build_net({"net": net, "method": method, "in_shape": SHAPES[net], "num_classes": 10})
-    randomize_bn(model)
-    path = export_model(model, SHAPES[net], tmp_path / "m.onnx")
+    model = calibrated(net, method)
+    path = export_model(exportable(method, model), SHAPES[net], tmp_path / "m.onnx")
     ds = fashion_test32 if net == "cnv" else fashion_test
     images = torch.cat([ds.images[:4].float() / 255, torch.rand(2, *SHAPES[net])])
+    with torch.no_grad():
+        ref = model(images)
+    assert float(ref.std(0).max()) > 0.01, "outputs depend on the input"
     rep = check_parity(path, model, images)
     assert rep.ok, rep
     # the check can fail: a perturbed model is caught
     with torch.no_grad():
-        next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)).bias.add_(5.0)
+        next(m for m in model.modules()
+             if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))).weight.neg_()
     assert not check_parity(path, model, images).ok
+
+
+@pytest.mark.parametrize("method", ["bbg", "sd_bnn"])
+def test_weight_transforms_must_be_baked(tmp_path: Path, method: str) -> None:
+    """Brevitas re-binarizes the raw latent weight: without baking, centring / WSD are lost."""
+    model = calibrated("tfc", method)
+    if method == "sd_bnn":  # make WSD flip signs: half the weights 1 (mean ~0.5, shift ~0.005),
+        with torch.no_grad():  # the others in [-0.01, 0]
+            for name, p in model.named_parameters():
+                if name.endswith("wsd_a"):
+                    p.fill_(5.0)
+                elif name.endswith(".weight") and p.dim() == 2 and p.shape[1] > 10:
+                    p.copy_(torch.where(torch.rand_like(p) < 0.5, 1.0, -0.01 * torch.rand_like(p)))
+    images = torch.rand(6, *SHAPES["tfc"])
+    raw = export_model(model, SHAPES["tfc"], tmp_path / "raw.onnx")
+    assert not check_parity(raw, model, images).ok
+    baked = export_model(exportable(method, model), SHAPES["tfc"], tmp_path / "baked.onnx")
+    assert check_parity(baked, model, images).ok
 
 
 @pytest.mark.parametrize("net", ["tfc", "cnv"])
@@ -119,6 +181,43 @@ def test_cli_errors(tmp_path: Path, caplog) -> None:
     torch.save({"hello": 1}, bad)
     assert main(["--checkpoint", str(bad), "--out", str(tmp_path / "x")]) == 1
     assert "not a bnnforge checkpoint" in caplog.text
+
+
+def synthetic_checkpoint(path: Path, net: str = "tfc", method: str = "bnn",
+                         **options) -> Path:
+    torch.manual_seed(0)
+    cfg = TrainConfig(net=net, method=method, dataset="synthetic", in_shape=SHAPES[net],
+                      num_classes=10, epochs=1, method_options=options)
+    model = calibrated(net, method, **options)
+    save_checkpoint(path, {"config": cfg.to_dict(), "model": model.state_dict()})
+    return path
+
+
+def test_export_refuses_unannealed_staged_residual(tmp_path: Path) -> None:
+    ckpt = synthetic_checkpoint(tmp_path / "c.pt", method="staged_residual")  # lam = 1
+    with pytest.raises(ExportError, match=r"c\.pt: staged_residual: .* order 2"):
+        export_checkpoint(ckpt, tmp_path / "m.onnx", finn_check=False)
+
+
+@pytest.mark.parametrize(("net", "method", "options", "deployable"), [
+    ("tfc", "si_bnn", {}, True), ("tfc", "sd_bnn", {"asd": "dynamic"}, False),
+    ("resnet", "bbg", {}, False)])
+def test_export_records_deployability(tmp_path: Path, net: str, method: str, options: dict,
+                                      deployable: bool) -> None:
+    ckpt = synthetic_checkpoint(tmp_path / "c.pt", net, method, **options)
+    summary = export_checkpoint(ckpt, tmp_path / "m.onnx", finn_check=True, parity_samples=4)
+    assert summary["parity"]["ok"] and summary["deployable"] is deployable
+    meta = read_metadata(tmp_path / "m.onnx")
+    assert meta["deployable"] == str(deployable).lower() and meta["deployment"]
+    assert ("finn" in summary) is (deployable and finn_available())
+
+
+def test_cli_prints_deployability_per_method(capsys) -> None:
+    assert main(["--methods"]) == 0
+    out = capsys.readouterr().out
+    for key in METHODS:
+        assert f"| `{key}` | **yes**" in out
+    assert "| `sd_bnn asd=dynamic` | no: dynamic ASD" in out
 
 
 def test_cli_exports_synthetic_checkpoint(tmp_path: Path) -> None:
