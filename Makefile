@@ -7,7 +7,9 @@ DEMO_EPOCHS ?= 5
 # Markers that need hardware or tools this kind of machine lacks skip themselves with the tool named.
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-quick clean
+BENCH_ARGS ?= --dataset fashion-mnist --nets tfc,cnv --epochs tfc=10,cnv=1
+
+.PHONY: setup demo test test-quick benchmark clean
 
 setup:
 	@scripts/setup.sh
@@ -22,6 +24,10 @@ test: setup
 
 test-quick: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# trains every binarization method on the same budget; writes results/methods_<dataset>.*
+benchmark: setup
+	$(PY) -m models.benchmark $(BENCH_ARGS)
 
 clean:
 	rm -rf runs builds .pytest_cache

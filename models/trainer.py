@@ -127,6 +127,11 @@ def train(cfg: TrainConfig, train_ds: ImageDataset, test_ds: ImageDataset, out: 
     torch.manual_seed(cfg.seed)
     method = get_method(cfg.method, **cfg.method_options)
     model = build_net(cfg.to_dict())
+    ckpt = load_checkpoint(ckpt_path) if resume else None
+    if ckpt is not None:
+        # before the optimizer exists: Brevitas re-creates a weight quantizer's tensor_quant
+        # (and the parameters inside it, e.g. learned scales) when a state dict is loaded
+        model.load_state_dict(ckpt["model"])
     opt = make_optimizer(model, method, cfg)
     sched = make_scheduler(opt, cfg)
     # before the RNG state is restored: probing a quantizer's bit width runs it (stochastic
@@ -134,9 +139,7 @@ def train(cfg: TrainConfig, train_ds: ImageDataset, test_ds: ImageDataset, out: 
     clip_layers = binary_weight_layers(model) if method.clip_weights else []
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    if resume:
-        ckpt = load_checkpoint(ckpt_path)
-        model.load_state_dict(ckpt["model"])
+    if ckpt is not None:
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["rng"])

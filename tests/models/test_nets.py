@@ -1,4 +1,4 @@
-"""The BNN-PYNQ topologies for every method: shapes, layer counts, input handling."""
+"""The BNN-PYNQ topologies and the residual net for every method: shapes, layer counts, input handling."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from models.nets import NETS, build_net, required_input_side
 from models.binarize import binary_weight_layers
 
 #: net -> number of binary-weight layers
-BINARY_LAYERS = {"tfc": 4, "sfc": 4, "lfc": 4, "cnv": 9}
+BINARY_LAYERS = {"tfc": 4, "sfc": 4, "lfc": 4, "cnv": 9, "resnet": 6}
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))

@@ -1,0 +1,50 @@
+"""The comparison benchmark CLI on the synthetic set: runs, resumes, writes JSON, table, plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from models.benchmark import main, markdown_table, parse_epochs, summarize
+
+
+def test_parse_epochs() -> None:
+    assert parse_epochs("3", ["tfc", "cnv"]) == {"tfc": 3, "cnv": 3}
+    assert parse_epochs("tfc=10,cnv=2", ["tfc", "cnv"]) == {"tfc": 10, "cnv": 2}
+    with pytest.raises(ValueError, match=r"no epochs for net\(s\) \['cnv'\]"):
+        parse_epochs("tfc=10", ["tfc", "cnv"])
+
+
+def test_table_compares_with_bnn_and_averages_seeds() -> None:
+    runs = [{"net": "tfc", "method": m, "seed": s, "epochs": 2, "test_accuracy": a,
+             "seconds_per_epoch": 1.0, "deployable": True, "deployment": "x"}
+            for m, s, a in (("bnn", 0, 0.80), ("bnn", 1, 0.82), ("xnor", 0, 0.85))]
+    rows = summarize(runs)
+    bnn = next(r for r in rows if r["method"] == "bnn")
+    assert bnn["test_accuracy"] == pytest.approx(0.81) and bnn["test_accuracy_std"] > 0
+    table = markdown_table(rows, "synthetic", {"budget": "b", "seeds": "0,1", "machine": "m",
+                                               "command": "c"})
+    assert "| `xnor` | tfc | 85.00 | +4.00 | 2 | 1.0 | yes |" in table
+    assert table.index("`xnor`") < table.index("`bnn`"), "sorted by accuracy"
+
+
+def test_benchmark_cli_synthetic(tmp_path: Path) -> None:
+    args = ["--dataset", "synthetic", "--nets", "tfc", "--methods", "bnn,si_bnn", "--epochs", "2",
+            "--train-subset", "300", "--runs", str(tmp_path / "runs"), "--out",
+            str(tmp_path / "out"), "--no-progress"]
+    assert main(args) == 0
+    data = json.loads((tmp_path / "out" / "methods_synthetic.json").read_text())
+    assert {(r["method"], r["epochs"]) for r in data["runs"]} == {("bnn", 2), ("si_bnn", 2)}
+    assert all(len(r["history"]) == 2 and r["deployable"] for r in data["runs"])
+    md = (tmp_path / "out" / "methods_synthetic.md").read_text()
+    assert "| `si_bnn` | tfc |" in md and "Budget: tfc: 2 epochs" in md
+    assert (tmp_path / "out" / "methods_synthetic.png").stat().st_size > 10_000
+    # a second call reuses the finished runs (same numbers, no retraining)
+    assert main(args) == 0
+    again = json.loads((tmp_path / "out" / "methods_synthetic.json").read_text())
+    assert [r["history"] for r in again["runs"]] == [r["history"] for r in data["runs"]]
+    assert main(args[:-7] + ["--epochs", "3", "--runs", str(tmp_path / "runs"), "--out",
+                             str(tmp_path / "out")]) == 1, "a run dir with another config"
+    assert main(["--nets", "tfc,nope"]) == 1
