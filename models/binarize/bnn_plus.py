@@ -30,12 +30,10 @@ from typing import Any
 import torch
 from brevitas.core.restrict_val import RestrictValueType
 from brevitas.core.scaling import ScalingImplType
-from brevitas.quant.base import SignedBinaryClampedConst
-from brevitas.quant.solver import ActQuantSolver
 from torch import Tensor, nn
 
-from models.binarize.base import (BinarizationMethod, Surrogate, SurrogateBinaryQuant,
-                                   binary_weight_layers)
+from models.binarize.base import BinarizationMethod, Surrogate, binary_weight_layers
+from models.binarize.bnn import SignedBinaryActHardTanhSte
 from models.binarize.xnor import SignedBinaryWeightPerChannelAbsMean
 
 
@@ -51,15 +49,11 @@ class SignSwish(Surrogate):
         return b * (2.0 - b * x * torch.tanh(b * x / 2.0)) / (1.0 + torch.cosh(b * x))
 
 
-class SignedBinaryActSignSwish(SignedBinaryClampedConst, ActQuantSolver):
+class SignedBinaryActSignSwish(SignedBinaryActHardTanhSte):
     """a_b = sign(a) (scale 1); backward SignSwish'(a) with ``beta``."""
 
-    tensor_quant = SurrogateBinaryQuant
     surrogate_impl = SignSwish
     beta = 5.0
-    scaling_const = 1.0
-    min_val = -1.0
-    max_val = 1.0
 
 
 class SignedBinaryWeightLearnedPerChannelScale(SignedBinaryWeightPerChannelAbsMean):

@@ -35,11 +35,11 @@ from typing import Any
 import torch
 from brevitas.core.scaling import ScalingImplType
 from brevitas.quant.base import SignedBinaryClampedConst
-from brevitas.quant.solver import ActQuantSolver, WeightQuantSolver
+from brevitas.quant.solver import WeightQuantSolver
 from torch import Tensor, nn
 
-from models.binarize.base import (BinarizationMethod, Surrogate, SurrogateBinaryQuant,
-                                  TransformedBinaryQuant)
+from models.binarize.base import BinarizationMethod, Surrogate, TransformedBinaryQuant
+from models.binarize.bnn import SignedBinaryActHardTanhSte
 
 
 class IRNetTanh(Surrogate):
@@ -79,14 +79,10 @@ class WSDBinaryWeight(SignedBinaryClampedConst, WeightQuantSolver):
     scaling_const = 1.0
 
 
-class SignedBinaryActIRNet(SignedBinaryClampedConst, ActQuantSolver):
+class SignedBinaryActIRNet(SignedBinaryActHardTanhSte):
     """a_b = sign(a) (scale 1); backward IR-Net's k t (1 - tanh^2(t a))."""
 
-    tensor_quant = SurrogateBinaryQuant
     surrogate_impl = IRNetTanh
-    scaling_const = 1.0
-    min_val = -1.0
-    max_val = 1.0
 
 
 def _per_channel(v: Tensor, x: Tensor) -> Tensor:

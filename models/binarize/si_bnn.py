@@ -25,11 +25,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from brevitas.quant.base import SignedBinaryClampedConst
-from brevitas.quant.solver import ActQuantSolver
 from torch import Tensor, nn
 
-from models.binarize.base import BinarizationMethod, Surrogate, SurrogateBinaryQuant
+from models.binarize.base import BinarizationMethod, Surrogate
+from models.binarize.bnn import SignedBinaryActHardTanhSte
 from models.binarize.xnor import SignedBinaryWeightPerChannelAbsMean
 
 
@@ -45,15 +44,11 @@ class WindowSTE(Surrogate):
         return 2.0 * ((x > -self.rho) & (x < 1.0)).to(x.dtype)
 
 
-class SignedBinaryActWindow(SignedBinaryClampedConst, ActQuantSolver):
+class SignedBinaryActWindow(SignedBinaryActHardTanhSte):
     """b = sign(y) (scale 1) with the Si-BNN window backward."""
 
-    tensor_quant = SurrogateBinaryQuant
     surrogate_impl = WindowSTE
     rho = 0.3
-    scaling_const = 1.0
-    min_val = -1.0
-    max_val = 1.0
 
 
 class SparseBinaryAct(nn.Module):
