@@ -1,0 +1,54 @@
+"""The boards a build can target: FPGA part, default clock and platform, in one table."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Board:
+    """One target board.
+
+    ``finn_name`` is the key finn-plus uses in its part/shell maps; ``family`` is the Xilinx family
+    (``zynq7`` or ``zynquplus``) that decides which Yosys ``synth_xilinx -family`` applies.
+    """
+
+    name: str
+    part: str
+    clock_ns: float
+    platform: str
+    family: str
+    finn_name: str
+    luts: int
+    ffs: int
+    bram36: int
+    dsps: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+BOARDS: dict[str, Board] = {b.name: b for b in (
+    Board("Pynq-Z1", "xc7z020clg400-1", 10.0, "zynq", "zynq7", "Pynq-Z1", 53200, 106400, 140, 220),
+    Board("Pynq-Z2", "xc7z020clg400-1", 10.0, "zynq", "zynq7", "Pynq-Z2", 53200, 106400, 140, 220),
+    Board("Ultra96", "xczu3eg-sbva484-1-e", 5.0, "zynq", "zynquplus", "Ultra96",
+          70560, 141120, 216, 360),
+    Board("Ultra96-V2", "xczu3eg-sbva484-1-i", 5.0, "zynq", "zynquplus", "Ultra96-V2",
+          70560, 141120, 216, 360),
+    Board("ZCU104", "xczu7ev-ffvc1156-2-e", 5.0, "zynq", "zynquplus", "ZCU104",
+          230400, 460800, 312, 1728),
+    Board("KV260", "xck26-sfvc784-2LV-c", 5.0, "zynq", "zynquplus", "KV260_SOM",
+          117120, 234240, 144, 1248),
+)}
+ALIASES = {"pynq-z1": "Pynq-Z1", "pynq-z2": "Pynq-Z2", "ultra96": "Ultra96",
+           "ultra96-v2": "Ultra96-V2", "ultra96v2": "Ultra96-V2", "zcu104": "ZCU104",
+           "kv260": "KV260", "kv260_som": "KV260"}
+
+
+def get_board(name: str) -> Board:
+    """Look a board up by name (case-insensitive); ValueError lists the known boards."""
+    key = ALIASES.get(name.lower(), name)
+    if key not in BOARDS:
+        raise ValueError(f"unknown board {name!r}: choose one of {', '.join(BOARDS)}")
+    return BOARDS[key]

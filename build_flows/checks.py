@@ -1,0 +1,213 @@
+"""Checks that stop a build with one sentence naming the file, node or option at fault."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class BuildError(RuntimeError):
+    """The build cannot go on; the message names the node, file or option and says why."""
+
+
+HOST_TAIL_OPS = {"Mul", "Add", "Sub", "Div"}
+HOST_HEAD_OPS = {"Reshape", "Flatten", "Transpose"}
+
+
+def load_onnx(path: Path) -> Any:
+    """Open ``path`` as a qonnx ModelWrapper, or raise BuildError saying why it is not a model."""
+    import onnx
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    if not path.is_file():
+        raise BuildError(f"{path}: no such file")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:  # protobuf raises several types on garbage
+        raise BuildError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
+    if not proto.graph.node:
+        raise BuildError(f"{path}: not an ONNX model (empty graph)")
+    return ModelWrapper(proto)
+
+
+def metadata(model: Any) -> dict[str, str]:
+    """The model's metadata_props as a dict."""
+    return {p.key: p.value for p in model.model.metadata_props}
+
+
+def check_deployable(model: Any, path: Path) -> None:
+    """Refuse graphs that the exporter marked as not deployable (e.g. dynamic ASD)."""
+    meta = metadata(model)
+    if meta.get("bnnforge.deployable", "true") == "false":
+        what = f"{meta.get('bnnforge.method', '?')} {meta.get('bnnforge.method_options', '')}"
+        raise BuildError(f"{path}: this {what.strip()} model does not deploy as XNOR-popcount + "
+                         f"thresholds: {meta.get('bnnforge.deployment', 'marked not deployable')}")
+
+
+def check_binarized(model: Any) -> None:
+    """The graph must have binary weights on every Conv/Gemm/MatMul except 8-bit ones."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul"):
+            continue
+        w = producers.get(node.input[1])
+        if w is None or w.op_type not in ("BipolarQuant", "Quant"):
+            raise BuildError(f"node {node.name} ({node.op_type}): float weights; not a binarized "
+                             "network (export weights with a binary Brevitas quantizer)")
+        if w.op_type == "Quant":
+            bits = model.get_initializer(w.input[3])
+            if bits is None or float(np.asarray(bits).max()) > 8:
+                raise BuildError(f"node {node.name} ({node.op_type}): weights of more than 8 bits; "
+                                 "only binary (and up to 8-bit first/last) layers deploy")
+
+
+def check_padding(model: Any) -> None:
+    """Zero padding of a convolution on bipolar activations cannot be represented in hardware.
+
+    0 is not a value of {-1, +1}, so FINN stops later with "Im2Col dtype must allow pad_val".
+    """
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        pads = next((list(a.ints) for a in node.attribute if a.name == "pads"), [])
+        src = producers.get(node.input[0])
+        if any(pads) and src is not None and src.op_type == "BipolarQuant":
+            raise BuildError(
+                f"node {node.name} (Conv): zero padding {pads} on bipolar activations cannot deploy "
+                "(0 is not -1 or +1); pad explicitly with -1 or +1 before the conv (the bnnforge "
+                "nets do this with the method's pad_value) and use padding=0 in the conv")
+
+
+def per_channel_tail(model: Any) -> list[dict[str, Any]]:
+    """Elementwise Mul/Add/Sub/Div nodes with a per-channel constant between the last matrix
+    product and the graph output (a final BatchNorm, after tidy-up), in order; else []."""
+    out = model.graph.output[0].name
+    chain: list[Any] = []
+    name = out
+    while True:
+        node = model.find_producer(name)
+        if node is None or node.op_type not in HOST_TAIL_OPS:
+            break
+        const = model.get_initializer(node.input[1])
+        if const is None:
+            break
+        chain.insert(0, node)
+        name = node.input[0]
+    if not any(np.asarray(model.get_initializer(n.input[1])).size > 1 for n in chain):
+        return []
+    return [{"op": n.op_type, "name": n.name,
+             "value": np.asarray(model.get_initializer(n.input[1]), dtype=np.float32).tolist()}
+            for n in chain]
+
+
+def check_streamlined(model: Any) -> None:
+    """After streamlining, every matrix product must be on integer/bipolar data, no float
+    BatchNorm/Conv/Quant may remain, and signs must have become thresholds."""
+    ops = Counter(n.op_type for n in model.graph.node)
+    for node in model.graph.node:
+        if node.op_type in ("BatchNormalization", "Conv", "Gemm", "Quant", "BipolarQuant"):
+            raise BuildError(f"node {node.name} ({node.op_type}) is left after streamlining: "
+                             "FINN could not fold it into thresholds")
+        if node.op_type == "MatMul":
+            din = model.get_tensor_datatype(node.input[0])
+            dw = model.get_tensor_datatype(node.input[1])
+            if "FLOAT" in din.name or "FLOAT" in dw.name:
+                raise BuildError(f"node {node.name} (MatMul) multiplies {din.name} by {dw.name} "
+                                 "after streamlining: a float scale or residual sum sits between "
+                                 "layers (e.g. staged residual order 2 or a dynamic scale)")
+    if "MultiThreshold" not in ops:
+        raise BuildError("no thresholds after streamlining: the graph has no binary activations")
+
+
+def check_all_hw(model: Any, allowed_host_tail: bool) -> list[str]:
+    """Every node must be a HW layer, except data-layout nodes before the first one (the host
+    reshapes the input) and the host post-processing tail (and TopK) after the last one.
+    Returns the names of the nodes that run on the host."""
+    hw_domain = "finn.custom_op.fpgadataflow"
+    seen_hw = False
+    host = []
+    for node in model.graph.node:
+        if node.domain.startswith(hw_domain):
+            seen_hw = True
+            continue
+        if not seen_hw and node.op_type in HOST_HEAD_OPS:
+            host.append(node.name)
+            continue
+        if seen_hw and allowed_host_tail and node.op_type in HOST_TAIL_OPS | {"TopK", "ArgMax"}:
+            host.append(node.name)
+            continue
+        raise BuildError(f"node {node.name} ({node.op_type}) has no hardware layer: FINN would "
+                         "leave it outside the dataflow partition, so the model cannot deploy")
+    return host
+
+
+def read_folding_file(path: Path) -> dict[str, Any]:
+    """Load a folding JSON ({layer: {PE, SIMD, ...}}), or BuildError naming the file."""
+    try:
+        cfg = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise BuildError(f"{path}: folding file not found") from None
+    except json.JSONDecodeError as exc:
+        raise BuildError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(cfg, dict):
+        raise BuildError(f"{path}: a folding file maps layer names to {{\"PE\": .., \"SIMD\": ..}}")
+    return cfg
+
+
+def split_bipolar_act_scales(model: Any) -> Any:
+    """BipolarQuant activations with a scalar scale s != 1 (e.g. staged residual's b1) become
+    BipolarQuant(scale 1) followed by Mul(s), which FINN's conversion accepts and streamlining
+    folds into the next layer's thresholds. Per-channel activation scales raise BuildError."""
+    from onnx import helper
+
+    for node in list(model.graph.node):
+        if node.op_type != "BipolarQuant" or model.get_initializer(node.input[0]) is not None:
+            continue
+        scale = np.asarray(model.get_initializer(node.input[1]), dtype=np.float32)
+        if scale.size == 1 and float(scale.reshape(-1)[0]) == 1.0:
+            continue
+        if scale.size != 1:
+            raise BuildError(f"node {node.name} (BipolarQuant): per-channel activation scale "
+                             "cannot deploy; use a per-tensor scale")
+        one = node.input[1] + "_one"
+        model.set_initializer(one, np.ones_like(scale))
+        node.input[1] = one
+        unscaled, out = node.output[0] + "_unscaled", node.output[0]
+        node.output[0] = unscaled
+        const = node.name + "_scale"
+        model.set_initializer(const, scale)
+        mul = helper.make_node("Mul", [unscaled, const], [out], name=node.name + "_Mul")
+        idx = list(model.graph.node).index(node)
+        model.graph.node.insert(idx + 1, mul)
+    return model
+
+
+def factor_out_threshold_scales(model: Any) -> Any:
+    """MultiThreshold nodes with ``out_bias == 0`` and a positive ``out_scale`` c != 1 (Si-BNN's
+    {0,1} activations come out of conversion as {0, 2}) get ``out_scale = 1`` and a Mul(c) after
+    them, so that their output is the BINARY datatype the matrix units expect; streamlining then
+    moves the Mul past the next MatMul into its thresholds."""
+    from onnx import helper
+    from qonnx.custom_op.registry import getCustomOp
+
+    for node in list(model.graph.node):
+        if node.op_type != "MultiThreshold":
+            continue
+        inst = getCustomOp(node)
+        c, b = float(inst.get_nodeattr("out_scale")), float(inst.get_nodeattr("out_bias"))
+        if c == 1.0 or b != 0.0 or c <= 0:
+            continue
+        inst.set_nodeattr("out_scale", 1.0)
+        out = node.output[0]
+        node.output[0] = out + "_unit"
+        const = node.name + "_out_scale"
+        model.set_initializer(const, np.asarray(c, dtype=np.float32))
+        idx = list(model.graph.node).index(node)
+        model.graph.node.insert(idx + 1, helper.make_node("Mul", [node.output[0], const], [out],
+                                                          name=node.name + "_Mul"))
+    return model

@@ -1,0 +1,115 @@
+"""Folding files: per-layer parallelism (PE, SIMD, memory styles), validated before they apply.
+
+Format (FINN's): ``{"Defaults": {...}, "<layer name>": {"PE": 16, "SIMD": 49, ...}}``. Layer
+names are the dataflow graph's node names after specialization (``MVAU_hls_0``, ...); a name may
+also be given without the ``_hls``/``_rtl`` suffix. Every name must exist and every PE/SIMD must
+divide the dimension it folds, else :class:`~build_flows.checks.BuildError` names the layer.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from build_flows.checks import BuildError
+
+# op type (without backend suffix) -> {folding attribute: node attribute it must divide}
+DIVIDES: dict[str, dict[str, str]] = {
+    "MVAU": {"PE": "MH", "SIMD": "MW"},
+    "VVAU": {"PE": "Channels"},
+    "Thresholding": {"PE": "NumChannels"},
+    "ConvolutionInputGenerator": {"SIMD": "IFMChannels"},
+    "StreamingMaxPool": {"PE": "NumChannels"},
+    "LabelSelect": {"PE": "Labels"},
+    "FMPadding": {"SIMD": "NumChannels"},
+}
+ALLOWED = {"PE", "SIMD", "ram_style", "resType", "mem_mode", "runtime_writeable_weights",
+           "inFIFODepths", "outFIFODepths", "depth_trigger_uram", "depth_trigger_bram",
+           "parallel_window", "ram_style_thresholds", "impl_style"}
+
+
+def base_op(op_type: str) -> str:
+    return re.sub(r"_(hls|rtl)$", "", op_type)
+
+
+def _value(inst: Any, attr: str) -> int:
+    v = inst.get_nodeattr(attr)
+    if isinstance(v, (list, tuple)):  # e.g. IFMChannels is an int; some attrs are lists
+        v = v[-1]
+    return int(v)
+
+
+def validate(model: Any, config: dict[str, Any], source: str = "folding") -> dict[str, Any]:
+    """Resolve layer names against ``model`` and check every value; return {node name: attrs}."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    nodes = {n.name: n for n in model.graph.node}
+    stripped = {re.sub(r"_(hls|rtl)(?=_\d+$)", "", name): name for name in nodes}
+    resolved: dict[str, Any] = {}
+    for key, attrs in config.items():
+        if key == "Defaults" or key.startswith("_"):  # "_comment" and the like
+            continue
+        name = key if key in nodes else stripped.get(key)
+        if name is None:
+            raise BuildError(f"{source}: layer {key!r} is not in the dataflow graph "
+                             f"(layers: {', '.join(sorted(nodes))})")
+        if not isinstance(attrs, dict):
+            raise BuildError(f"{source}: layer {key!r} must map to an object like "
+                             '{"PE": 4, "SIMD": 8}')
+        unknown = sorted(set(attrs) - ALLOWED)
+        if unknown:
+            raise BuildError(f"{source}: layer {key!r}: unknown option(s) {unknown}")
+        inst = getCustomOp(nodes[name])
+        for fold_attr, dim_attr in DIVIDES.get(base_op(nodes[name].op_type), {}).items():
+            if fold_attr not in attrs:
+                continue
+            value, dim = attrs[fold_attr], _value(inst, dim_attr)
+            if not isinstance(value, int) or value < 1 or dim % value:
+                raise BuildError(f"{source}: layer {key!r}: {fold_attr}={value!r} is illegal; it "
+                                 f"must be a positive divisor of {dim_attr}={dim}")
+        resolved[name] = attrs
+    return resolved
+
+
+def apply(model: Any, config: dict[str, Any], source: str = "folding") -> Any:
+    """Validate ``config`` against ``model`` and set the attributes (Defaults first)."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    resolved = validate(model, config, source)
+    defaults = config.get("Defaults", {})
+    for node in model.graph.node:
+        inst = getCustomOp(node) if node.domain.startswith("finn") else None
+        if inst is None:
+            continue
+        for attr, value in {**defaults, **resolved.get(node.name, {})}.items():
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[1], list):
+                value, ops = value  # FINN's Defaults form: [value, [op types]]
+                if base_op(node.op_type) not in ops and "all" not in ops:
+                    continue
+            try:
+                inst.set_nodeattr(attr, value)
+            except AttributeError:
+                if node.name in resolved and attr in resolved[node.name]:
+                    raise BuildError(f"{source}: layer {node.name!r} has no option {attr!r}") \
+                        from None
+    return model
+
+
+def current(model: Any) -> dict[str, dict[str, Any]]:
+    """The folding in ``model`` in the same format (only layers that fold)."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    out: dict[str, dict[str, Any]] = {}
+    for node in model.graph.node:
+        if not node.domain.startswith("finn"):
+            continue
+        inst = getCustomOp(node)
+        attrs = {}
+        for a in ("PE", "SIMD", "ram_style", "mem_mode"):
+            try:
+                attrs[a] = inst.get_nodeattr(a)
+            except AttributeError:
+                pass
+        if attrs:
+            out[node.name] = attrs
+    return out

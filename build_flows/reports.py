@@ -1,0 +1,113 @@
+"""Estimate reports: FINN's analytical per-layer cycles and resources, report.md and a plot."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def estimates(model: Any, clock_ns: float, part: str) -> dict[str, Any]:
+    """Per-layer PE/SIMD, cycles and resources of a dataflow model; bottleneck and FPS."""
+    from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
+    from finn.analysis.fpgadataflow.res_estimation import res_estimation
+    from qonnx.custom_op.registry import getCustomOp
+
+    cycles = model.analysis(exp_cycles_per_layer)
+    res = model.analysis(lambda m: res_estimation(m, part))
+    layers = []
+    for node in model.graph.node:
+        if node.name not in cycles:
+            continue
+        inst = getCustomOp(node)
+        row: dict[str, Any] = {"name": node.name, "op_type": node.op_type,
+                               "cycles": int(cycles[node.name])}
+        for attr in ("PE", "SIMD"):
+            try:
+                row[attr] = int(inst.get_nodeattr(attr))
+            except AttributeError:
+                pass
+        r = res.get(node.name, {})
+        row.update({"LUT": float(r.get("LUT", 0)), "BRAM_18K": float(r.get("BRAM_18K", 0)),
+                    "URAM": float(r.get("URAM", 0)), "DSP": float(r.get("DSP", 0))})
+        layers.append(row)
+    if not layers:
+        raise ValueError("no hardware layers to estimate")
+    bottleneck = max(layers, key=lambda r: r["cycles"])
+    max_cycles = bottleneck["cycles"]
+    total = {k: sum(r[k] for r in layers) for k in ("LUT", "BRAM_18K", "URAM", "DSP")}
+    return {
+        "layers": layers,
+        "max_cycles": max_cycles,
+        "bottleneck": bottleneck["name"],
+        "clock_ns": clock_ns,
+        "estimated_fps": 1e9 / (clock_ns * max_cycles),
+        "latency_cycles": sum(r["cycles"] for r in layers),
+        "total": total,
+    }
+
+
+def folding_table(est: dict[str, Any]) -> list[dict[str, Any]]:
+    """report.json's ``folding``: per layer PE, SIMD, cycles."""
+    return [{k: r[k] for k in ("name", "op_type", "PE", "SIMD", "cycles") if k in r}
+            for r in est.get("layers", [])]
+
+
+def write_markdown(report: dict[str, Any], path: Path) -> None:
+    """A human-readable report.md."""
+    est = report.get("estimates") or {}
+    lines = [f"# Build report: {report.get('model')}", "",
+             f"Board {report['board']} ({report['part']}), clock {report['clock_ns']} ns.", ""]
+    if est:
+        lines += [f"Estimated throughput: {est['estimated_fps']:,.0f} frames/s "
+                  f"(bottleneck {est['bottleneck']}, {est['max_cycles']:,} cycles per frame). "
+                  f"Resources (FINN estimate): {est['total']['LUT']:,.0f} LUT, "
+                  f"{est['total']['BRAM_18K']:,.0f} BRAM18, {est['total']['DSP']:,.0f} DSP.", "",
+                  "| layer | PE | SIMD | cycles | LUT | BRAM18 |", "|---|---|---|---|---|---|"]
+        for r in est["layers"]:
+            lines.append(f"| {r['name']} | {r.get('PE', '')} | {r.get('SIMD', '')} | "
+                         f"{r['cycles']:,} | {r['LUT']:,.0f} | {r['BRAM_18K']:,.0f} |")
+        lines.append("")
+    ver = report.get("verification") or {}
+    lines += [f"Verification: {ver.get('inputs', '')}", "",
+              "| step | samples | mismatches | max error | check |", "|---|---|---|---|---|"]
+    for s in ver.get("steps", []):
+        lines.append(f"| {s['step']} | {s['samples']} | {s['mismatches']} | "
+                     f"{s['max_error']:.3g} | {s['kind']} |")
+    lines += ["", "| step | seconds |", "|---|---|"]
+    lines += [f"| {s['name']} | {s['seconds']:.1f} |" for s in report.get("steps", [])]
+    bit = report.get("bitfile")
+    lines += ["", f"Bitfile: {bit['path'] if bit and bit.get('path') else 'none'}"
+              + (f" ({bit['reason']})" if bit and bit.get("reason") else ""), ""]
+    path.write_text("\n".join(lines))
+
+
+def plot_cycles(est: dict[str, Any], path: Path) -> None:
+    """Bar chart of cycles per layer with the bottleneck line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = est["layers"]
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(layers) + 2), 4))
+    names = [r["name"] for r in layers]
+    ax.bar(range(len(layers)), [r["cycles"] for r in layers],
+           color=["tab:red" if n == est["bottleneck"] else "tab:blue" for n in names])
+    ax.axhline(est["max_cycles"], color="tab:red", ls="--",
+               label=f"bottleneck: {est['max_cycles']:,} cycles = "
+                     f"{est['estimated_fps']:,.0f} FPS at {est['clock_ns']} ns")
+    ax.set_xticks(range(len(layers)), names, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("cycles per frame")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(report, indent=2, default=float) + "\n")

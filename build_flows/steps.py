@@ -1,0 +1,286 @@
+"""The named steps of the open (no-Vivado) part of the build, each a plain ``(model, cfg) -> model``.
+
+Order (:data:`STEPS`): ``qonnx_to_finn`` -> ``tidy_up`` -> ``pre_post`` (uint8 input scaling,
+top-1 output) -> ``streamline`` -> ``xnor_popcount`` -> ``round_thresholds`` -> ``hw_layers`` ->
+``dataflow_partition`` -> ``specialize`` -> ``folding`` -> ``minimize_bit_width`` ->
+``estimates``. The runner (:mod:`build_flows.build`) verifies the graph after each step and writes
+it to ``out/steps/NN_<name>/``. Steps only call finn-plus/qonnx transformations; nothing here needs
+Vivado.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from build_flows import checks, finn_env, folding
+from build_flows.boards import Board
+
+log = logging.getLogger(__name__)
+
+finn_env.prepare()
+
+from onnx import TensorProto, helper  # noqa: E402
+from qonnx.core.datatype import DataType  # noqa: E402
+from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
+from qonnx.transformation.bipolar_to_xnor import ConvertBipolarMatMulToXnorPopcount  # noqa: E402
+from qonnx.transformation.fold_constants import FoldConstants  # noqa: E402
+from qonnx.transformation.general import (GiveReadableTensorNames, GiveUniqueNodeNames,  # noqa: E402
+                                          RemoveStaticGraphInputs, RemoveUnusedTensors)
+from qonnx.transformation.infer_data_layouts import InferDataLayouts  # noqa: E402
+from qonnx.transformation.infer_datatypes import InferDataTypes  # noqa: E402
+from qonnx.transformation.infer_shapes import InferShapes  # noqa: E402
+from qonnx.transformation.insert_topk import InsertTopK  # noqa: E402
+from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul  # noqa: E402
+from qonnx.util.cleanup import cleanup_model  # noqa: E402
+
+ModelStep = Callable[[ModelWrapper, "BuildConfig"], ModelWrapper]
+
+
+@dataclass
+class BuildConfig:
+    """Everything a step may read. ``folding_config`` is a validated folding dict or None."""
+
+    out: Path
+    board: Board
+    clock_ns: float
+    target_fps: float | None = None
+    folding_config: dict[str, Any] | None = None
+    mvau_wwidth_max: int = 36
+    host_postproc: list[str] = field(default_factory=list)
+    host_nodes: list[str] = field(default_factory=list)
+    estimates: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def step_dir(self) -> Path:
+        return self.out / "steps"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.out / "work"
+
+
+def tidy(model: ModelWrapper) -> ModelWrapper:
+    """Shape/datatype inference, constant folding, readable unique names."""
+    for t in (InferShapes(), FoldConstants(), GiveUniqueNodeNames(), GiveReadableTensorNames(),
+              InferDataTypes(), RemoveStaticGraphInputs()):
+        model = model.transform(t)
+    return model
+
+
+def step_qonnx_to_finn(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
+    """qonnx cleanup, then ConvertQONNXtoFINN (Quant/BipolarQuant -> MultiThreshold + scales)."""
+    from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
+
+    checks.check_binarized(model)
+    checks.check_padding(model)
+    model = checks.split_bipolar_act_scales(cleanup_model(model))
+    return model.transform(ConvertQONNXtoFINN())
+
+
+def step_tidy_up(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
+    """Shape/datatype inference, constant folding, readable names."""
+    return tidy(model)
+
+
+def step_pre_post(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
+    """uint8 input (``Div 255`` in front, as the export contract says) and top-1 at the end.
+
+    A per-channel affine tail (a final BatchNorm: Mul/Add with a vector) cannot be absorbed into
+    the top-1 unit; it stays after the accelerator as host post-processing (recorded in
+    ``cfg.host_postproc``) and top-1 is then taken on the host too.
+    """
+    iname = model.graph.input[0].name
+    new_in = helper.make_tensor_value_info(iname + "_uint8", TensorProto.FLOAT,
+                                           model.get_tensor_shape(iname))
+    const = iname + "_div255"
+    model.set_initializer(const, np.asarray(255.0, dtype=np.float32))
+    div = helper.make_node("Div", [new_in.name, const], [iname], name="Preproc_Div255")
+    model.graph.input.remove(model.graph.input[0])
+    model.graph.input.insert(0, new_in)
+    model.graph.node.insert(0, div)
+    model.set_tensor_datatype(new_in.name, DataType["UINT8"])
+    model = tidy(model)
+    tail = checks.per_channel_tail(model)
+    if tail:
+        cfg.host_postproc = [op["name"] for op in tail]
+        log.info("per-channel affine after the last layer: it runs on the host after the "
+                 "accelerator, with top-1")
+        return model
+    return tidy(model.transform(InsertTopK(k=1)))
+
+
+def step_streamline(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
+    """FINN's Streamline, conv lowering to MatMul with NHWC layouts, transposes absorbed."""
+    import finn.transformation.streamline.absorb as absorb
+    from finn.transformation.streamline import Streamline
+    from finn.transformation.streamline.reorder import MakeMaxPoolNHWC
+
+    model = model.transform(absorb.AbsorbScalarBiasIntoMultiThreshold())
+    model = model.transform(Streamline())
+    if model.get_nodes_by_op_type("Conv"):
+        model = model.transform(LowerConvsToMatMul())
+        model = model.transform(MakeMaxPoolNHWC())
+        model = model.transform(absorb.AbsorbTransposeIntoMultiThreshold())
+        model = model.transform(MakeMaxPoolNHWC())
+        model = model.transform(absorb.AbsorbConsecutiveTransposes())
+    return tidy(model)
+
+
+def step_xnor_popcount(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
+    """BIPOLAR x BIPOLAR MatMuls become XNOR-popcount; streamline the resulting affine ops again."""
+    import finn.transformation.streamline.absorb as absorb
+    from finn.transformation.streamline import Streamline
+
+    model = model.transform(ConvertBipolarMatMulToXnorPopcount())
+    model = tidy(checks.factor_out_threshold_scales(model))
+    model = model.transform(Streamline())
+    model = model.transform(absorb.AbsorbScalarMulAddIntoTopK())
+    model = model.transform(InferDataLayouts())
+    model = tidy(model.transform(RemoveUnusedTensors()))
+    checks.check_streamlined(model)
+    return model
+
+
+def step_round_thresholds(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
+    """Thresholds on integer inputs become integers (ceil), clipped to the input range."""
+    from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
+
+    return tidy(model.transform(RoundAndClipThresholds()))
+
+
+def step_hw_layers(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
+    """Matrix-vector units (XNOR-popcount for binary, integer for the first layer), thresholds,
+    sliding windows, pooling, label select."""
+    from finn.transformation.fpgadataflow.convert_to_hw.binary_matrix_vector_activation import \
+        InferBinaryMatrixVectorActivation
+    from finn.transformation.fpgadataflow.convert_to_hw.conv_inp_gen import InferConvInpGen
+    from finn.transformation.fpgadataflow.convert_to_hw.label_select import InferLabelSelectLayer
+    from finn.transformation.fpgadataflow.convert_to_hw.pool import InferPool
+    from finn.transformation.fpgadataflow.convert_to_hw.quantized_matrix_vector_activation import \
+        InferQuantizedMatrixVectorActivation
+    from finn.transformation.fpgadataflow.convert_to_hw.thresholding import InferThresholdingLayer
+    from finn.transformation.move_reshape import RemoveCNVtoFCFlatten
+    import finn.transformation.streamline.absorb as absorb
+
+    model = model.transform(InferBinaryMatrixVectorActivation())
+    model = model.transform(InferQuantizedMatrixVectorActivation())
+    model = model.transform(absorb.AbsorbConsecutiveTransposes())
+    model = model.transform(InferThresholdingLayer())
+    model = model.transform(InferLabelSelectLayer())
+    model = model.transform(InferPool())
+    model = model.transform(InferConvInpGen())
+    model = model.transform(RemoveCNVtoFCFlatten())
+    model = model.transform(InferDataLayouts())
+    model = model.transform(absorb.AbsorbConsecutiveTransposes())  # around standalone thresholds
+    return tidy(model)
+
+
+def step_dataflow_partition(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
+    """Move the HW layers into one StreamingDataflowPartition; refuse anything left outside it."""
+    from finn.transformation.fpgadataflow.create_dataflow_partition import CreateDataflowPartition
+
+    cfg.host_nodes = checks.check_all_hw(model, allowed_host_tail=bool(cfg.host_postproc))
+    parent = model.transform(CreateDataflowPartition(
+        partition_model_dir=str(cfg.work_dir / "dataflow_partition")))
+    return parent
+
+
+def step_specialize(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
+    """Pick the HLS/RTL implementation of each HW layer for the board's part."""
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+
+    return apply_to_dataflow(model, lambda m: m.transform(SpecializeLayers(cfg.board.part)),
+                             cfg.work_dir)
+
+
+def step_folding(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
+    """PE/SIMD per layer: the folding file if given, else FINN's SetFolding for ``target_fps``."""
+    from finn.transformation.fpgadataflow.set_folding import SetFolding
+
+    def fold(m: ModelWrapper) -> ModelWrapper:
+        if cfg.folding_config is not None:
+            return folding.apply(m, cfg.folding_config)
+        fps = cfg.target_fps or 1000.0
+        cycles = int(1e9 / cfg.clock_ns / fps)
+        return m.transform(SetFolding(target_cycles_per_frame=max(cycles, 1),
+                                      mvau_wwidth_max=cfg.mvau_wwidth_max, two_pass_relaxation=True))
+    return apply_to_dataflow(model, fold, cfg.work_dir)
+
+
+def step_minimize_bit_width(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
+    """Smallest weight and accumulator widths that hold every value (thresholds adjusted)."""
+    from finn.transformation.fpgadataflow.minimize_accumulator_width import \
+        MinimizeAccumulatorWidth
+    from finn.transformation.fpgadataflow.minimize_weight_bit_width import MinimizeWeightBitWidth
+
+    return apply_to_dataflow(model, lambda m: m.transform(MinimizeWeightBitWidth())
+                             .transform(MinimizeAccumulatorWidth()), cfg.work_dir)
+
+
+def step_estimates(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
+    """FINN's analytical per-layer cycles and resources, and the network's throughput."""
+    from build_flows import reports
+
+    cfg.estimates = reports.estimates(dataflow_model(model), cfg.clock_ns, cfg.board.part)
+    return model
+
+
+STEPS: list[tuple[str, ModelStep]] = [
+    ("qonnx_to_finn", step_qonnx_to_finn),
+    ("tidy_up", step_tidy_up),
+    ("pre_post", step_pre_post),
+    ("streamline", step_streamline),
+    ("xnor_popcount", step_xnor_popcount),
+    ("round_thresholds", step_round_thresholds),
+    ("hw_layers", step_hw_layers),
+    ("dataflow_partition", step_dataflow_partition),
+    ("specialize", step_specialize),
+    ("folding", step_folding),
+    ("minimize_bit_width", step_minimize_bit_width),
+    ("estimates", step_estimates),
+]
+STEP_NAMES = [name for name, _ in STEPS]
+
+
+def partition_node(model: ModelWrapper) -> Any | None:
+    """The (single) StreamingDataflowPartition node of a parent model, if any."""
+    nodes = model.get_nodes_by_op_type("StreamingDataflowPartition")
+    return nodes[0] if nodes else None
+
+
+def dataflow_model(model: ModelWrapper) -> ModelWrapper:
+    """The dataflow child model of a parent (or the model itself before partitioning)."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    node = partition_node(model)
+    if node is None:
+        return model
+    return ModelWrapper(getCustomOp(node).get_nodeattr("model"))
+
+
+def apply_to_dataflow(model: ModelWrapper, fn: Callable[[ModelWrapper], ModelWrapper],
+                      work_dir: Path) -> ModelWrapper:
+    """Apply ``fn`` to the dataflow child, save it as a new file under ``work_dir`` and point the
+    parent at it: the previous step's saved child stays untouched (builds resume from it)."""
+    import tempfile
+
+    from qonnx.custom_op.registry import getCustomOp
+
+    node = partition_node(model)
+    if node is None:
+        return fn(model)
+    inst = getCustomOp(node)
+    child = fn(ModelWrapper(inst.get_nodeattr("model")))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix="dataflow_", suffix=".onnx", dir=work_dir)
+    os.close(fd)
+    child.save(path)
+    inst.set_nodeattr("model", path)
+    return model
