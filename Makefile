@@ -18,6 +18,8 @@ demo: setup
 	$(PY) -m models.train --net tfc --method bnn --dataset fashion-mnist \
 	    --epochs $(DEMO_EPOCHS) --out $(DEMO_OUT)
 	@$(PY) -m models.summary $(DEMO_OUT)
+	$(PY) build_flows/build.py --model $(DEMO_OUT)/model.onnx --board Pynq-Z2 \
+	    --folding build_flows/configs/tfc_w1a1.json --out $(DEMO_OUT)/build
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

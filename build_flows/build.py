@@ -89,7 +89,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if model_path.suffix == ".pt":
         model_path = export_checkpoint(model_path, out, args.data_dir)
     original = checks.load_onnx(model_path)
+    original = checks.infer_shapes(original, model_path)
     checks.check_deployable(original, model_path)
+    checks.check_binarized(original)
+    checks.check_padding(original)
 
     cfg = S.BuildConfig(out=out, board=board, clock_ns=clock, target_fps=args.target_fps,
                         folding_config=folding_cfg, mvau_wwidth_max=args.mvau_wwidth_max)
@@ -117,7 +120,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(d, ignore_errors=True)
 
     inputs = verify.make_inputs(original, args.verify_samples, args.data_dir, args.seed)
-    ref = verify.reference(original, inputs) if args.verify_samples else None
+    try:
+        ref = verify.reference(original, inputs) if args.verify_samples else None
+    except Exception as exc:
+        raise BuildError(f"{model_path}: qonnx cannot execute the model: "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
     log.info("verifying on %d %s", len(inputs.images), inputs.source)
     total = 0.0
     for d in dirs[:start]:

@@ -34,6 +34,17 @@ def load_onnx(path: Path) -> Any:
     return ModelWrapper(proto)
 
 
+def infer_shapes(model: Any, path: Path) -> Any:
+    """qonnx shape inference (the executor needs every tensor shape); BuildError if it fails."""
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    try:
+        return model.transform(InferShapes())
+    except Exception as exc:
+        raise BuildError(f"{path}: shape inference failed: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+
 def metadata(model: Any) -> dict[str, str]:
     """The model's metadata_props as a dict."""
     return {p.key: p.value for p in model.model.metadata_props}
@@ -83,26 +94,23 @@ def check_padding(model: Any) -> None:
                 "nets do this with the method's pad_value) and use padding=0 in the conv")
 
 
-def per_channel_tail(model: Any) -> list[dict[str, Any]]:
-    """Elementwise Mul/Add/Sub/Div nodes with a per-channel constant between the last matrix
-    product and the graph output (a final BatchNorm, after tidy-up), in order; else []."""
-    out = model.graph.output[0].name
+def per_channel_tail(model: Any) -> list[str]:
+    """Names of the elementwise Mul/Add/Sub/Div/BatchNormalization nodes between the last matrix
+    product and the graph output, when one of them is per-channel (a final BatchNorm, a
+    per-class alpha); else []."""
     chain: list[Any] = []
-    name = out
+    name = model.graph.output[0].name
     while True:
         node = model.find_producer(name)
-        if node is None or node.op_type not in HOST_TAIL_OPS:
+        if node is None or node.op_type not in HOST_TAIL_OPS | {"BatchNormalization"}:
             break
-        const = model.get_initializer(node.input[1])
-        if const is None:
+        if model.get_initializer(node.input[1]) is None:
             break
         chain.insert(0, node)
         name = node.input[0]
     if not any(np.asarray(model.get_initializer(n.input[1])).size > 1 for n in chain):
         return []
-    return [{"op": n.op_type, "name": n.name,
-             "value": np.asarray(model.get_initializer(n.input[1]), dtype=np.float32).tolist()}
-            for n in chain]
+    return [n.name for n in chain]
 
 
 def check_streamlined(model: Any) -> None:

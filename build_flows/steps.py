@@ -78,8 +78,6 @@ def step_qonnx_to_finn(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
     """qonnx cleanup, then ConvertQONNXtoFINN (Quant/BipolarQuant -> MultiThreshold + scales)."""
     from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
 
-    checks.check_binarized(model)
-    checks.check_padding(model)
     model = checks.split_bipolar_act_scales(cleanup_model(model))
     return model.transform(ConvertQONNXtoFINN())
 
@@ -109,7 +107,7 @@ def step_pre_post(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
     model = tidy(model)
     tail = checks.per_channel_tail(model)
     if tail:
-        cfg.host_postproc = [op["name"] for op in tail]
+        cfg.host_postproc = tail
         log.info("per-channel affine after the last layer: it runs on the host after the "
                  "accelerator, with top-1")
         return model

@@ -1,0 +1,62 @@
+"""Session fixtures for the build-flow tests: QONNX exports of every method on TFC and CNV.
+
+The nets have random weights and BatchNorm statistics calibrated on data (so that deep layers
+stay input-dependent), with Fashion-MNIST metadata, so builds verify on real test images.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.models.test_export import SHAPES, calibrated, exportable
+
+
+def export_for_build(net: str, method: str, path: Path, shape: tuple[int, ...] | None = None,
+                     dataset: str | None = "fashion-mnist", **options) -> Path:
+    """Export a calibrated random ``net``/``method`` with bnnforge metadata (or none)."""
+    from models.data import CLASSES
+    from models.export import deployability, export_model, metadata_for
+
+    shape = shape or SHAPES[net]
+    saved = SHAPES[net]
+    SHAPES[net] = shape
+    try:
+        model = calibrated(net, method, **options)
+    finally:
+        SHAPES[net] = saved
+    meta = None
+    if dataset is not None:
+        ok, how = deployability(net, method, options)
+        cfg = {"dataset": dataset, "in_shape": shape, "num_classes": 10, "net": net,
+               "method": method, "method_options": options}
+        pad = 2 if (net == "cnv" and dataset in ("fashion-mnist", "mnist")) else 0
+        meta = metadata_for(cfg, CLASSES[dataset], pad,
+                            {"deployable": str(ok).lower(), "deployment": how})
+    return export_model(exportable(method, model), shape, path, meta)
+
+
+@pytest.fixture(scope="session")
+def build_models(tmp_path_factory) -> dict[tuple[str, str], Path]:
+    """Lazily exported models, keyed (net, method); each export happens once per session."""
+    root = tmp_path_factory.mktemp("build_models")
+
+    class Lazy(dict):
+        def __missing__(self, key: tuple[str, str]) -> Path:
+            net, method = key
+            self[key] = export_for_build(net, method, root / f"{net}_{method}.onnx")
+            return self[key]
+
+    return Lazy()
+
+
+def run_build(*args: str) -> tuple[int, dict | None]:
+    """Run build.py's main in-process; return (exit code, report.json or None)."""
+    from build_flows.build import main
+
+    rc = main([str(a) for a in args])
+    out = Path(args[list(args).index("--out") + 1])
+    report = out / "report.json"
+    return rc, (json.loads(report.read_text()) if rc == 0 and report.is_file() else None)

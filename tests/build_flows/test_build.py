@@ -1,0 +1,235 @@
+"""build_flows/build.py: every deployable method through all open steps with zero mismatches,
+reports, the published foldings, resume, and one clear error per kind of bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.binarize import METHODS
+from tests.build_flows.conftest import export_for_build, run_build
+
+pytestmark = pytest.mark.finn
+
+CONFIGS = Path(__file__).resolve().parents[2] / "build_flows" / "configs"
+OPEN_STEPS = ["qonnx_to_finn", "tidy_up", "pre_post", "streamline", "xnor_popcount",
+              "round_thresholds", "hw_layers", "dataflow_partition", "specialize", "folding",
+              "minimize_bit_width", "estimates"]
+
+
+def one_line_error(capsys, message: str) -> bool:
+    """The build printed exactly one 'build failed: ...' line, and it contains ``message``."""
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("build failed:")]
+    assert len(lines) == 1 and message in lines[0], lines
+    return True
+
+
+def check_report(report: dict, samples: int) -> None:
+    assert [s["name"] for s in report["steps"]] == OPEN_STEPS
+    ver = report["verification"]
+    assert [s["step"] for s in ver["steps"]] == OPEN_STEPS[:-1]
+    assert all(s["samples"] == samples and s["mismatches"] == 0 for s in ver["steps"])
+    assert "test images" in ver["inputs"]
+    est = report["estimates"]
+    assert est["max_cycles"] > 0 and est["estimated_fps"] > 0 and est["total"]["LUT"] > 0
+    mvaus = [r for r in report["folding"] if r["op_type"].startswith("MVAU")]
+    assert mvaus and all(r["PE"] >= 1 and r["SIMD"] >= 1 and r["cycles"] > 0 for r in mvaus)
+    assert report["bitfile"]["path"] is None and "Vivado" in report["bitfile"]["reason"]
+    assert report["part"] == "xc7z020clg400-1" and report["clock_ns"] == 10.0
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_tfc_every_method(tmp_path: Path, build_models, method: str) -> None:
+    out = tmp_path / "b"
+    rc, report = run_build("--model", build_models["tfc", method], "--out", out,
+                           "--board", "Pynq-Z2", "--target-fps", "100000", "--verify-samples", 10)
+    assert rc == 0
+    check_report(report, 10)
+    for name in ("report.md", "cycles.png", "steps/12_estimates/dataflow.onnx"):
+        assert (out / name).is_file(), name
+    if method in ("xnor", "stochastic", "bnn_plus", "bbg"):  # per-class alpha in the last layer
+        assert report["host_nodes"], "per-channel scaled logits run on the host"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_cnv_every_method(tmp_path: Path, build_models, method: str) -> None:
+    rc, report = run_build("--model", build_models["cnv", method], "--out", tmp_path / "b",
+                           "--target-fps", "3000", "--verify-samples", 5)
+    assert rc == 0
+    check_report(report, 5)
+    kinds = {r["op_type"] for r in report["folding"]}
+    assert {"MVAU_hls", "ConvolutionInputGenerator_rtl"} <= kinds
+
+
+def test_published_tfc_folding(tmp_path: Path, build_models) -> None:
+    rc, report = run_build("--model", build_models["tfc", "bnn"], "--out", tmp_path / "b",
+                           "--folding", CONFIGS / "tfc_w1a1.json", "--verify-samples", 3)
+    assert rc == 0
+    fold = {r["name"]: (r.get("PE"), r.get("SIMD")) for r in report["folding"]}
+    assert [fold[f"MVAU_hls_{i}"] for i in range(4)] == [(16, 49), (8, 8), (8, 8), (10, 8)]
+    assert report["estimates"]["max_cycles"] == 64
+    assert report["estimates"]["estimated_fps"] == pytest.approx(1.5625e6)
+
+
+@pytest.mark.slow
+def test_published_cnv_folding(tmp_path: Path) -> None:
+    model = export_for_build("cnv", "bnn", tmp_path / "cnv3.onnx", shape=(3, 32, 32),
+                             dataset="cifar10")
+    rc, report = run_build("--model", model, "--out", tmp_path / "b",
+                           "--folding", CONFIGS / "cnv_w1a1.json", "--verify-samples", 2)
+    assert rc == 0
+    fold = {r["name"]: (r.get("PE"), r.get("SIMD")) for r in report["folding"]}
+    assert [fold[f"MVAU_hls_{i}"] for i in range(9)] == [
+        (16, 3), (32, 32), (16, 32), (16, 32), (4, 32), (1, 32), (1, 4), (1, 8), (5, 1)]
+    assert report["estimates"]["max_cycles"] == 32768
+    assert round(report["estimates"]["estimated_fps"]) == 3052
+    assert report["verification"]["inputs"].startswith("random uint8 inputs")
+
+
+def test_resume_after_interrupted_build(tmp_path: Path, build_models) -> None:
+    out = tmp_path / "b"
+    args = ["--model", build_models["tfc", "bnn"], "--out", out, "--verify-samples", 3]
+    assert run_build(*args, "--to-step", "streamline")[0] == 0
+    first = (out / "steps/01_qonnx_to_finn/model.onnx").stat().st_mtime_ns
+    assert not (out / "steps/05_xnor_popcount").exists()
+    rc, report = run_build(*args, "--resume")
+    assert rc == 0
+    check_report(report, 3)
+    assert (out / "steps/01_qonnx_to_finn/model.onnx").stat().st_mtime_ns == first
+
+
+def test_bad_folding_keeps_earlier_steps_then_resumes(tmp_path: Path, build_models,
+                                                      capsys) -> None:
+    out = tmp_path / "b"
+    args = ["--model", build_models["tfc", "bnn"], "--out", out, "--verify-samples", 2]
+    bad = tmp_path / "bad.json"
+    for content, message in (({"MVAU_hls_9": {"PE": 1}}, "layer 'MVAU_hls_9' is not in"),
+                             ({"MVAU_0": {"PE": 3}}, "PE=3 is illegal; it must be a positive "
+                                                     "divisor of MH=64"),
+                             ({"MVAU_hls_1": {"SIMD": 5}}, "SIMD=5 is illegal")):
+        bad.write_text(json.dumps(content))
+        assert run_build(*args, "--folding", bad, *(["--resume"] if out.exists() else []))[0] == 1
+        assert one_line_error(capsys, message)
+        assert (out / "steps/09_specialize/done.json").is_file()
+        assert not (out / "steps/10_folding/done.json").exists()
+    rc, report = run_build(*args, "--folding", CONFIGS / "tfc_w1a1.json", "--resume")
+    assert rc == 0 and report["estimates"]["max_cycles"] == 64
+
+
+def test_bad_inputs_give_one_clear_error(tmp_path: Path, build_models, capsys) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    text = tmp_path / "notes.onnx"
+    text.write_text("not a model")
+    w = helper.make_tensor("w", TensorProto.FLOAT, [784, 10], np.ones(7840, np.float32))
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 784])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], [w])
+    float_model = tmp_path / "float.onnx"
+    onnx.save(helper.make_model(graph), float_model)
+    dynamic = export_for_build("tfc", "sd_bnn", tmp_path / "dyn.onnx", asd="dynamic")
+    cases = [
+        (["--model", text], f"{text}: not an ONNX model"),
+        (["--model", tmp_path / "missing.onnx"], "missing.onnx: no such file"),
+        (["--model", build_models["tfc", "bnn"], "--board", "Pynq-Z9"],
+         "unknown board 'Pynq-Z9': choose one of Pynq-Z1, Pynq-Z2"),
+        (["--model", float_model], "node fc (MatMul): float weights; not a binarized network"),
+        (["--model", dynamic], "does not deploy as XNOR-popcount + thresholds: dynamic ASD"),
+        (["--model", build_models["tfc", "bnn"], "--folding", tmp_path / "nofile.json"],
+         "nofile.json: folding file not found"),
+    ]
+    for i, (args, message) in enumerate(cases):
+        out = tmp_path / f"out{i}"
+        assert run_build(*args, "--out", out, "--verify-samples", 1)[0] == 1
+        assert one_line_error(capsys, message)
+
+
+def test_zero_padding_on_bipolar_activations_is_refused(tmp_path: Path, build_models,
+                                                        capsys) -> None:
+    import onnx
+
+    model = onnx.load(str(build_models["cnv", "bnn"]))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    conv = [n for n in model.graph.node if n.op_type == "Conv"
+            and producers[n.input[0]].op_type == "BipolarQuant"][0]
+    pads = next(a for a in conv.attribute if a.name == "pads")
+    pads.ints[:] = [1, 1, 1, 1]
+    padded = tmp_path / "padded.onnx"
+    onnx.save(model, padded)
+    assert run_build("--model", padded, "--out", tmp_path / "b")[0] == 1
+    assert one_line_error(capsys, f"node {conv.name} (Conv): zero padding [1, 1, 1, 1] on "
+                          "bipolar activations cannot deploy (0 is not -1 or +1); pad explicitly "
+                          "with -1 or +1")
+
+
+def test_foreign_model_without_metadata_verifies_on_random_inputs(tmp_path: Path) -> None:
+    model = export_for_build("tfc", "bnn", tmp_path / "foreign.onnx", dataset=None)
+    rc, report = run_build("--model", model, "--out", tmp_path / "b", "--verify-samples", 4,
+                           "--board", "ZCU104")
+    assert rc == 0
+    assert report["verification"]["inputs"].startswith("random uint8 inputs")
+    assert report["part"] == "xczu7ev-ffvc1156-2-e" and report["clock_ns"] == 5.0
+    assert all(s["mismatches"] == 0 for s in report["verification"]["steps"])
+
+
+def test_checkpoint_is_exported_first(tmp_path: Path) -> None:
+    from tests.models.test_export import synthetic_checkpoint
+
+    ckpt = synthetic_checkpoint(tmp_path / "checkpoint.pt")
+    rc, _ = run_build("--model", ckpt, "--out", tmp_path / "b", "--to-step", "tidy_up",
+                      "--verify-samples", 2)
+    assert rc == 0
+    assert (tmp_path / "b" / "model.onnx").is_file()
+    done = json.loads((tmp_path / "b/steps/02_tidy_up/done.json").read_text())
+    assert done["verification"]["mismatches"] == 0
+
+
+def test_verification_catches_a_changed_threshold(tmp_path: Path, build_models) -> None:
+    """The check can fail: one threshold moved in one layer is reported with its sample."""
+    from build_flows import checks, verify
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    out = tmp_path / "b"
+    assert run_build("--model", build_models["tfc", "bnn"], "--out", out, "--to-step",
+                     "round_thresholds", "--verify-samples", 2)[0] == 0
+    original = checks.load_onnx(build_models["tfc", "bnn"])
+    inputs = verify.make_inputs(original, 10)
+    ref = verify.reference(original, inputs)
+    model = ModelWrapper(str(out / "steps/06_round_thresholds/model.onnx"))
+    verify.verify_step("round_thresholds", model, inputs, ref, uint8_input=True)
+    mt = model.get_nodes_by_op_type("MultiThreshold")[-1]
+    t = model.get_initializer(mt.input[1])
+    model.set_initializer(mt.input[1], t - 40)  # most neurons of the last hidden layer flip to +1
+    with pytest.raises(verify.VerificationError, match=r"step round_thresholds: sample \d+: "):
+        verify.verify_step("round_thresholds", model, inputs, ref, uint8_input=True)
+
+
+def test_final_batchnorm_runs_on_the_host(tmp_path: Path, build_models) -> None:
+    """A per-class BatchNorm after the last layer (instead of TensorNorm) cannot go into top-1:
+    it stays after the accelerator, and verification covers it."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(build_models["tfc", "bnn"]))
+    out = model.graph.output[0]
+    rng = np.random.default_rng(0)
+    params = {"bn_scale": rng.uniform(-2, 2, 10), "bn_bias": rng.uniform(-1, 1, 10),
+              "bn_mean": rng.uniform(-1, 1, 10), "bn_var": rng.uniform(0.5, 2, 10)}
+    for name, value in params.items():
+        model.graph.initializer.append(numpy_helper.from_array(value.astype(np.float32), name))
+    for node in model.graph.node:
+        node.output[:] = ["pre_bn" if o == out.name else o for o in node.output]
+    model.graph.node.append(helper.make_node("BatchNormalization", ["pre_bn", *params], [out.name],
+                                             name="FinalBN", epsilon=1e-5))
+    path = tmp_path / "final_bn.onnx"
+    onnx.save(model, path)
+    rc, report = run_build("--model", path, "--out", tmp_path / "b", "--verify-samples", 10)
+    assert rc == 0
+    check_report(report, 10)
+    assert report["host_nodes"]
+    assert all("logits" in s["kind"] for s in report["verification"]["steps"])
