@@ -83,6 +83,15 @@ def check_padding(model: Any) -> None:
     """
     producers = {o: n for n in model.graph.node for o in n.output}
     for node in model.graph.node:
+        src = producers.get(node.input[0])
+        if node.op_type == "Pad" and src is not None and src.op_type == "BipolarQuant":
+            value = model.get_initializer(node.input[2]) if len(node.input) > 2 and \
+                node.input[2] else None
+            value = 0.0 if value is None else float(np.asarray(value).reshape(-1)[0])
+            if value not in (-1.0, 1.0):
+                raise BuildError(f"node {node.name} (Pad): padding bipolar activations with "
+                                 f"{value:g} cannot deploy ({value:g} is not -1 or +1); pad "
+                                 "with -1")
         if node.op_type != "Conv":
             continue
         pads = next((list(a.ints) for a in node.attribute if a.name == "pads"), [])
@@ -90,8 +99,8 @@ def check_padding(model: Any) -> None:
         if any(pads) and src is not None and src.op_type == "BipolarQuant":
             raise BuildError(
                 f"node {node.name} (Conv): zero padding {pads} on bipolar activations cannot deploy "
-                "(0 is not -1 or +1); pad explicitly with -1 or +1 before the conv (the bnnforge "
-                "nets do this with the method's pad_value) and use padding=0 in the conv")
+                "(0 is not -1 or +1); pad explicitly with -1 before the conv (the bnnforge nets do "
+                "this with the method's pad_value) and use padding=0 in the conv")
 
 
 def per_channel_tail(model: Any) -> list[str]:
@@ -165,57 +174,3 @@ def read_folding_file(path: Path) -> dict[str, Any]:
     if not isinstance(cfg, dict):
         raise BuildError(f"{path}: a folding file maps layer names to {{\"PE\": .., \"SIMD\": ..}}")
     return cfg
-
-
-def split_bipolar_act_scales(model: Any) -> Any:
-    """BipolarQuant activations with a scalar scale s != 1 (e.g. staged residual's b1) become
-    BipolarQuant(scale 1) followed by Mul(s), which FINN's conversion accepts and streamlining
-    folds into the next layer's thresholds. Per-channel activation scales raise BuildError."""
-    from onnx import helper
-
-    for node in list(model.graph.node):
-        if node.op_type != "BipolarQuant" or model.get_initializer(node.input[0]) is not None:
-            continue
-        scale = np.asarray(model.get_initializer(node.input[1]), dtype=np.float32)
-        if scale.size == 1 and float(scale.reshape(-1)[0]) == 1.0:
-            continue
-        if scale.size != 1:
-            raise BuildError(f"node {node.name} (BipolarQuant): per-channel activation scale "
-                             "cannot deploy; use a per-tensor scale")
-        one = node.input[1] + "_one"
-        model.set_initializer(one, np.ones_like(scale))
-        node.input[1] = one
-        unscaled, out = node.output[0] + "_unscaled", node.output[0]
-        node.output[0] = unscaled
-        const = node.name + "_scale"
-        model.set_initializer(const, scale)
-        mul = helper.make_node("Mul", [unscaled, const], [out], name=node.name + "_Mul")
-        idx = list(model.graph.node).index(node)
-        model.graph.node.insert(idx + 1, mul)
-    return model
-
-
-def factor_out_threshold_scales(model: Any) -> Any:
-    """MultiThreshold nodes with ``out_bias == 0`` and a positive ``out_scale`` c != 1 (Si-BNN's
-    {0,1} activations come out of conversion as {0, 2}) get ``out_scale = 1`` and a Mul(c) after
-    them, so that their output is the BINARY datatype the matrix units expect; streamlining then
-    moves the Mul past the next MatMul into its thresholds."""
-    from onnx import helper
-    from qonnx.custom_op.registry import getCustomOp
-
-    for node in list(model.graph.node):
-        if node.op_type != "MultiThreshold":
-            continue
-        inst = getCustomOp(node)
-        c, b = float(inst.get_nodeattr("out_scale")), float(inst.get_nodeattr("out_bias"))
-        if c == 1.0 or b != 0.0 or c <= 0:
-            continue
-        inst.set_nodeattr("out_scale", 1.0)
-        out = node.output[0]
-        node.output[0] = out + "_unit"
-        const = node.name + "_out_scale"
-        model.set_initializer(const, np.asarray(c, dtype=np.float32))
-        idx = list(model.graph.node).index(node)
-        model.graph.node.insert(idx + 1, helper.make_node("Mul", [node.output[0], const], [out],
-                                                          name=node.name + "_Mul"))
-    return model

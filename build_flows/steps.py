@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from build_flows import checks, finn_env, folding
+from build_flows import checks, finn_env, folding, transforms
 from build_flows.boards import Board
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def step_qonnx_to_finn(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
     """qonnx cleanup, then ConvertQONNXtoFINN (Quant/BipolarQuant -> MultiThreshold + scales)."""
     from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
 
-    model = checks.split_bipolar_act_scales(cleanup_model(model))
+    model = transforms.split_bipolar_act_scales(cleanup_model(model))
     return model.transform(ConvertQONNXtoFINN())
 
 
@@ -119,16 +119,20 @@ def step_streamline(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
     import finn.transformation.streamline.absorb as absorb
     from finn.transformation.streamline import Streamline
     from finn.transformation.streamline.reorder import MakeMaxPoolNHWC
+    from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
 
     model = model.transform(absorb.AbsorbScalarBiasIntoMultiThreshold())
     model = model.transform(Streamline())
     if model.get_nodes_by_op_type("Conv"):
         model = model.transform(LowerConvsToMatMul())
+        model = tidy(transforms.fold_pads_into_im2col(model))
         model = model.transform(MakeMaxPoolNHWC())
         model = model.transform(absorb.AbsorbTransposeIntoMultiThreshold())
         model = model.transform(MakeMaxPoolNHWC())
         model = model.transform(absorb.AbsorbConsecutiveTransposes())
-    return tidy(model)
+    # Integer thresholds before the XNOR conversion rewrites them as (T + K) / 2: in float32 that
+    # rounds a threshold within ~1e-5 of an integer onto it (seen on CNV), ceil(T) first is exact.
+    return tidy(model.transform(RoundAndClipThresholds()))
 
 
 def step_xnor_popcount(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
@@ -137,7 +141,8 @@ def step_xnor_popcount(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
     from finn.transformation.streamline import Streamline
 
     model = model.transform(ConvertBipolarMatMulToXnorPopcount())
-    model = tidy(checks.factor_out_threshold_scales(model))
+    model = transforms.binary_pad_values(model)
+    model = tidy(transforms.factor_out_threshold_scales(model))
     model = model.transform(Streamline())
     model = model.transform(absorb.AbsorbScalarMulAddIntoTopK())
     model = model.transform(InferDataLayouts())

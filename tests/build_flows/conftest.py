@@ -60,3 +60,34 @@ def run_build(*args: str) -> tuple[int, dict | None]:
     out = Path(args[list(args).index("--out") + 1])
     report = out / "report.json"
     return rc, (json.loads(report.read_text()) if rc == 0 and report.is_file() else None)
+
+
+def padded_net(method: str, pad_value: float | None = None):
+    """A small conv net with explicit padding (the method's ``pad_value`` unless given) between
+    two binary 3x3 convs, as ResNet-style BNNs pad: calibrated, in eval mode."""
+    import torch
+    from torch import nn
+
+    from models.binarize import get_method
+    from models.layers import ScaleToBipolarRange, TensorNorm, int8_input
+    from tests.models.test_export import randomize_bn
+
+    m = get_method(method)
+    value = m.pad_value if pad_value is None else pad_value
+
+    class PaddedNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Sequential(
+                ScaleToBipolarRange(), int8_input(), m.conv(1, 16, 3), nn.BatchNorm2d(16),
+                m.act(16), nn.ConstantPad2d(1, value), m.conv(16, 16, 3), nn.BatchNorm2d(16),
+                m.act(16), nn.MaxPool2d(2))
+            self.head = nn.Sequential(m.linear(16 * 13 * 13, 10), TensorNorm())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.features(x).flatten(1))
+
+    torch.manual_seed(0)
+    net = PaddedNet()
+    randomize_bn(net, data=torch.rand(32, 1, 28, 28))
+    return m.prepare_export(net.eval())

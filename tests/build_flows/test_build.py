@@ -164,7 +164,7 @@ def test_zero_padding_on_bipolar_activations_is_refused(tmp_path: Path, build_mo
     assert run_build("--model", padded, "--out", tmp_path / "b")[0] == 1
     assert one_line_error(capsys, f"node {conv.name} (Conv): zero padding [1, 1, 1, 1] on "
                           "bipolar activations cannot deploy (0 is not -1 or +1); pad explicitly "
-                          "with -1 or +1")
+                          "with -1 before the conv")
 
 
 def test_foreign_model_without_metadata_verifies_on_random_inputs(tmp_path: Path) -> None:
@@ -233,3 +233,31 @@ def test_final_batchnorm_runs_on_the_host(tmp_path: Path, build_models) -> None:
     check_report(report, 10)
     assert report["host_nodes"]
     assert all("logits" in s["kind"] for s in report["verification"]["steps"])
+
+
+@pytest.mark.parametrize("method", ["bnn", "si_bnn"])
+def test_explicit_padding_with_the_bit0_value_deploys(tmp_path: Path, method: str) -> None:
+    """-1 padding of bipolar activations (0 for Si-BNN's {0,1}) is bit 0 of the stream: FINN's
+    zero-padding unit reproduces it exactly."""
+    from models.export import export_model
+    from tests.build_flows.conftest import padded_net
+
+    path = export_model(padded_net(method), (1, 28, 28), tmp_path / "padded.onnx")
+    rc, report = run_build("--model", path, "--out", tmp_path / "b", "--verify-samples", 6)
+    assert rc == 0
+    assert any(r["op_type"].startswith("FMPadding") for r in report["folding"])
+    assert all(s["mismatches"] == 0 for s in report["verification"]["steps"])
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (0.0, "(Conv): zero padding [1, 1, 1, 1] on bipolar activations cannot deploy (0 is not -1 "
+          "or +1); pad explicitly with -1 before the conv"),
+    (1.0, "(Im2Col): padding with 1 cannot deploy")])
+def test_padding_that_cannot_deploy_is_refused(tmp_path: Path, capsys, value: float,
+                                               message: str) -> None:
+    from models.export import export_model
+    from tests.build_flows.conftest import padded_net
+
+    path = export_model(padded_net("bnn", value), (1, 28, 28), tmp_path / "padded.onnx")
+    assert run_build("--model", path, "--out", tmp_path / "b", "--verify-samples", 2)[0] == 1
+    assert one_line_error(capsys, message)
