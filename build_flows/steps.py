@@ -141,6 +141,8 @@ def step_xnor_popcount(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
     from finn.transformation.streamline import Streamline
 
     model = model.transform(ConvertBipolarMatMulToXnorPopcount())
+    for node in model.get_nodes_by_op_type("MultiThreshold"):  # (T + K) / 2 may be x.5 now;
+        model.set_tensor_datatype(node.input[1], DataType["FLOAT32"])  # round_thresholds rounds
     model = transforms.binary_pad_values(model)
     model = tidy(transforms.factor_out_threshold_scales(model))
     model = model.transform(Streamline())
