@@ -261,3 +261,30 @@ def test_padding_that_cannot_deploy_is_refused(tmp_path: Path, capsys, value: fl
     path = export_model(padded_net("bnn", value), (1, 28, 28), tmp_path / "padded.onnx")
     assert run_build("--model", path, "--out", tmp_path / "b", "--verify-samples", 2)[0] == 1
     assert one_line_error(capsys, message)
+
+
+@pytest.mark.parametrize("name", ["tfc_1w1a", pytest.param("cnv_1w1a", marks=pytest.mark.slow)])
+def test_brevitas_bnn_pynq_models_build(tmp_path: Path, name: str) -> None:
+    """Models from outside bnnforge: Brevitas' own BNN-PYNQ nets (random weights, BatchNorm
+    statistics from random batches), exported with Brevitas' QONNX exporter, no metadata."""
+    import torch
+    from brevitas.export import export_qonnx
+    from brevitas_examples.bnn_pynq.models import model_with_cfg
+
+    model, _ = model_with_cfg(name, pretrained=False)
+    shape = (1, 1, 28, 28) if name.startswith("tfc") else (1, 3, 32, 32)
+    torch.manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            m.momentum = 1.0
+    with torch.no_grad():
+        model.train()(torch.rand(32, *shape[1:]))
+    path = tmp_path / f"{name}.onnx"
+    export_qonnx(model.eval(), torch.rand(shape), str(path))
+    config = CONFIGS / ("tfc_w1a1.json" if name.startswith("tfc") else "cnv_w1a1.json")
+    rc, report = run_build("--model", path, "--out", tmp_path / "b", "--folding", config,
+                           "--verify-samples", 4 if name.startswith("tfc") else 2)
+    assert rc == 0
+    assert report["verification"]["inputs"].startswith("random uint8 inputs")
+    assert all(s["mismatches"] == 0 for s in report["verification"]["steps"])
+    assert report["estimates"]["max_cycles"] == (64 if name.startswith("tfc") else 32768)
