@@ -57,10 +57,15 @@ def test_tfc_every_method(tmp_path: Path, build_models, method: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_cnv_every_method(tmp_path: Path, build_models, method: str) -> None:
+    # bnn: the published folding adapted to one input channel; the others: FINN's SetFolding
+    fold = ["--folding", CONFIGS / "cnv_w1a1_1ch.json"] if method == "bnn" else \
+        ["--target-fps", "3000"]
     rc, report = run_build("--model", build_models["cnv", method], "--out", tmp_path / "b",
-                           "--target-fps", "3000", "--verify-samples", 5)
+                           *fold, "--verify-samples", 5)
     assert rc == 0
     check_report(report, 5)
+    if method == "bnn":
+        assert report["estimates"]["max_cycles"] == 32768
     kinds = {r["op_type"] for r in report["folding"]}
     assert {"MVAU_hls", "ConvolutionInputGenerator_rtl"} <= kinds
 
