@@ -148,10 +148,17 @@ def test_bad_inputs_give_one_clear_error(tmp_path: Path, build_models, capsys) -
         (["--model", build_models["tfc", "bnn"], "--folding", tmp_path / "nofile.json"],
          "nofile.json: folding file not found"),
     ]
-    for i, (args, message) in enumerate(cases):
-        out = tmp_path / f"out{i}"
+    out = tmp_path / "out"  # holds an earlier build, which every failure must leave intact
+    assert run_build("--model", build_models["tfc", "bnn"], "--out", out, "--to-step", "tidy_up",
+                     "--verify-samples", 1)[0] == 0
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    capsys.readouterr()
+    for args, message in cases:
         assert run_build(*args, "--out", out, "--verify-samples", 1)[0] == 1
         assert one_line_error(capsys, message)
+        assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
+                and p.parent.name != "finn_build"} == {
+                    p: b for p, b in before.items() if p.parent.name != "finn_build"}
 
 
 def test_zero_padding_on_bipolar_activations_is_refused(tmp_path: Path, build_models,
