@@ -1,0 +1,72 @@
+"""numpy reference models of the RTL units and the stream/memory layouts they use.
+
+Streams pack element 0 in the least significant bits of a beat. Binary values use bit 1 = +1,
+bit 0 = -1 (bipolar) or the plain {0, 1} value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pack(values: np.ndarray, width: int) -> int:
+    """One beat from ``values`` (1-D, unsigned, each < 2**width): element i at bits i*width."""
+    out = 0
+    for i, v in enumerate(np.asarray(values).reshape(-1).tolist()):
+        if v < 0 or v >= 1 << width:
+            raise ValueError(f"element {i} = {v} does not fit {width} unsigned bits")
+        out |= int(v) << (i * width)
+    return out
+
+
+def unpack(beat: int, n: int, width: int) -> np.ndarray:
+    """``n`` unsigned elements of ``width`` bits from one beat (inverse of :func:`pack`)."""
+    mask = (1 << width) - 1
+    return np.array([(beat >> (i * width)) & mask for i in range(n)], dtype=np.int64)
+
+
+def xnor_mvtu(x: np.ndarray, w: np.ndarray, thresholds: np.ndarray | None) -> np.ndarray:
+    """XNOR-popcount matrix-vector product with optional thresholds.
+
+    ``x``: (N, MW) bits, ``w``: (MH, MW) bits. acc[n, r] = sum_c (x[n, c] == w[r, c]); output
+    (acc >= thresholds[r]) as 0/1 when thresholds are given, else acc. Shape (N, MH).
+    """
+    x = np.asarray(x, dtype=np.int64)
+    w = np.asarray(w, dtype=np.int64)
+    acc = x @ w.T + (1 - x) @ (1 - w).T
+    if thresholds is None:
+        return acc
+    return (acc >= np.asarray(thresholds, dtype=np.int64)[None, :]).astype(np.int64)
+
+
+def mvtu_input_beats(x: np.ndarray, simd: int) -> list[int]:
+    """Input beats of an (N, MW) bit matrix: MW / SIMD beats per vector."""
+    n, mw = x.shape
+    return [pack(x[i, s * simd:(s + 1) * simd], 1) for i in range(n) for s in range(mw // simd)]
+
+
+def mvtu_weight_words(w: np.ndarray, pe: int, simd: int) -> list[int]:
+    """Weight memory words: word nf*SF + sf holds rows nf*PE + pe, columns sf*SIMD + s at bit
+    pe*SIMD + s."""
+    mh, mw = w.shape
+    sf_n, nf_n = mw // simd, mh // pe
+    words = []
+    for nf in range(nf_n):
+        for sf in range(sf_n):
+            block = w[nf * pe:(nf + 1) * pe, sf * simd:(sf + 1) * simd]
+            words.append(pack(block.reshape(-1), 1))
+    return words
+
+
+def mvtu_threshold_words(thresholds: np.ndarray, pe: int, acc_w: int) -> list[int]:
+    """Threshold memory words: word nf holds rows nf*PE + pe at bits pe*ACC_W."""
+    t = np.asarray(thresholds, dtype=np.int64).reshape(-1, pe)
+    return [pack(row, acc_w) for row in t]
+
+
+def write_hex(path, words: list[int], width: int) -> None:
+    """A $readmemh file: one word per line, zero-padded to ``width`` bits."""
+    digits = max(1, (width + 3) // 4)
+    with open(path, "w") as f:
+        for word in words:
+            f.write(f"{word:0{digits}x}\n")
