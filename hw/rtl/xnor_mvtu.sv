@@ -8,45 +8,40 @@
 // The input vector is kept in a buffer while the NF row groups are computed; weights sit in a
 // memory of SF * NF words of PE * SIMD bits (row r = nf * PE + pe, column c = sf * SIMD + s at
 // bit pe * SIMD + s of word nf * SF + sf), loaded from WEIGHT_FILE ($readmemh); thresholds in a
-// memory of NF words of PE * ACC_W bits from THRESH_FILE. Streams: AXI-Stream style valid/ready,
+// memory of NF words of PE * ACC_W bits from THRESH_FILE. RAM_STYLE ("block" or "distributed")
+// selects the weight memory's implementation (block RAM, or a ROM in LUTs). Streams: AXI-Stream style valid/ready,
 // element 0 in the least significant bits.
 module xnor_mvtu #(
-    parameter int MW = 64,
-    parameter int MH = 64,
-    parameter int SIMD = 8,
-    parameter int PE = 4,
-    parameter int ACTIVATION = 1,
-    parameter int ACC_W = $clog2(MW + 1),
-    parameter string RAM_STYLE = "block",
-    parameter string WEIGHT_FILE = "weights.hex",
-    parameter string THRESH_FILE = "thresholds.hex",
-    localparam int SF = MW / SIMD,
-    localparam int NF = MH / PE,
-    localparam int OUT_W = ACTIVATION ? PE : PE * ACC_W
+    parameter MW = 64,
+    parameter MH = 64,
+    parameter SIMD = 8,
+    parameter PE = 4,
+    parameter ACTIVATION = 1,
+    parameter ACC_W = $clog2(MW + 1),
+    parameter RAM_STYLE = "block",
+    parameter WEIGHT_FILE = "weights.hex",
+    parameter THRESH_FILE = "thresholds.hex"
 ) (
-    input  logic             clk,
-    input  logic             rst_n,
-    input  logic [SIMD-1:0]  in_tdata,
-    input  logic             in_tvalid,
-    output logic             in_tready,
-    output logic [OUT_W-1:0] out_tdata,
-    output logic             out_tvalid,
-    input  logic             out_tready
+    input  logic clk,
+    input  logic rst_n,
+    input  logic [SIMD-1:0] in_tdata,
+    input  logic in_tvalid,
+    output logic in_tready,
+    output logic [(ACTIVATION ? PE : PE * ACC_W)-1:0] out_tdata,
+    output logic out_tvalid,
+    input  logic out_tready
 );
-  localparam int SF_W = SF > 1 ? $clog2(SF) : 1;
-  localparam int NF_W = NF > 1 ? $clog2(NF) : 1;
-  localparam int WADDR_W = SF * NF > 1 ? $clog2(SF * NF) : 1;
+  // Yosys 0.23 and Verilator both accept this subset: untyped parameters, no header localparams.
+  localparam SF = MW / SIMD;
+  localparam NF = MH / PE;
+  localparam OUT_W = ACTIVATION ? PE : PE * ACC_W;
+  localparam SF_W = SF > 1 ? $clog2(SF) : 1;
+  localparam NF_W = NF > 1 ? $clog2(NF) : 1;
+  localparam WADDR_W = SF * NF > 1 ? $clog2(SF * NF) : 1;
 
+  logic [PE*ACC_W-1:0] tmem [0:NF-1];
+  logic [SIMD-1:0] ibuf [0:SF-1];
   initial begin
-    assert (MW % SIMD == 0) else $fatal(1, "SIMD must divide MW");
-    assert (MH % PE == 0) else $fatal(1, "PE must divide MH");
-  end
-
-  (* ram_style = RAM_STYLE *) logic [PE*SIMD-1:0] wmem [SF*NF];
-  logic [PE*ACC_W-1:0] tmem [NF];
-  logic [SIMD-1:0] ibuf [SF];
-  initial begin
-    $readmemh(WEIGHT_FILE, wmem);
     if (ACTIVATION) $readmemh(THRESH_FILE, tmem);
   end
 
@@ -66,12 +61,30 @@ module xnor_mvtu #(
 
   // ---- stage 1: registered operands (weight memory read, input beat) ----
   logic [PE*SIMD-1:0] w1;
+  logic [WADDR_W-1:0] waddr;
+  assign waddr = WADDR_W'(nf * SF + sf);
+  generate  // synchronous-read weight memory, with the implementation the node asks for
+    if (RAM_STYLE == "distributed") begin : g_lutram
+`ifdef YOSYS  // Yosys 0.23 has no LUT-RAM ROM mapping for xc7: a ROM in LUTs is the same thing
+      (* rom_style = "logic" *) logic [PE*SIMD-1:0] wmem [0:SF*NF-1];
+`else
+      (* rom_style = "distributed" *) logic [PE*SIMD-1:0] wmem [0:SF*NF-1];
+`endif
+      logic [PE*SIMD-1:0] wread;  // LUT RAM reads asynchronously; the register follows
+      initial $readmemh(WEIGHT_FILE, wmem);
+      assign wread = wmem[waddr];
+      always_ff @(posedge clk) if (advance) w1 <= wread;
+    end else begin : g_bram
+      (* ram_style = "block", rom_style = "block" *) logic [PE*SIMD-1:0] wmem [0:SF*NF-1];
+      initial $readmemh(WEIGHT_FILE, wmem);
+      always_ff @(posedge clk) if (advance) w1 <= wmem[waddr];
+    end
+  endgenerate
   logic [SIMD-1:0] x1;
   logic last1, start1;
   logic [NF_W-1:0] nf1;
   always_ff @(posedge clk) begin
     if (advance) begin
-      w1 <= wmem[WADDR_W'(nf * SF + sf)];
       x1 <= x0;
       start1 <= (sf == '0);
       last1 <= (sf == SF_W'(SF - 1));
@@ -104,10 +117,12 @@ module xnor_mvtu #(
   logic out_full;
   assign stall = out_full && !out_tready;
 
-  function automatic logic [ACC_W-1:0] popcount(input logic [SIMD-1:0] v);
-    logic [ACC_W-1:0] n = '0;
-    for (int i = 0; i < SIMD; i++) n += ACC_W'(v[i]);
-    return n;
+  function automatic [ACC_W-1:0] popcount(input [SIMD-1:0] v);
+    integer i;
+    begin
+      popcount = 0;
+      for (i = 0; i < SIMD; i = i + 1) popcount = popcount + v[i];
+    end
   endfunction
 
   logic [ACC_W-1:0] sum [PE];

@@ -1,0 +1,46 @@
+"""Yosys resource estimates of the binary matrix unit: the ram_style choice and the stat parser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hw import model, verilator, yosys
+
+
+def test_parse_stat_counts_xilinx_cells() -> None:
+    text = """   Number of cells:  10
+     CARRY4  2
+     FDRE  7
+     FDSE  1
+     LUT2  3
+     LUT6  4
+     RAM32M  2
+     RAMB18E1  3
+     RAMB36E1  1
+     DSP48E1  2
+"""
+    res = yosys.parse_stat(text)
+    assert (res["LUT"], res["FF"], res["BRAM36"], res["DSP"], res["LUTRAM"], res["CARRY"]) == (
+        7, 8, 2.5, 2, 2, 2)
+
+
+@pytest.mark.yosys
+@pytest.mark.parametrize(("ram_style", "bram"), [("block", True), ("distributed", False)])
+def test_weight_memory_follows_ram_style(tmp_path: Path, ram_style: str, bram: bool) -> None:
+    rng = np.random.default_rng(0)
+    mw, mh, simd, pe = 64, 32, 16, 4
+    w = rng.integers(0, 2, (mh, mw))
+    model.write_hex(tmp_path / "weights.hex", model.mvtu_weight_words(w, pe, simd), pe * simd)
+    model.write_hex(tmp_path / "thresholds.hex",
+                    model.mvtu_threshold_words(rng.integers(0, mw, mh), pe, 7), pe * 7)
+    res = yosys.synth("xnor_mvtu", [verilator.RTL / "xnor_mvtu.sv"],
+                      {"MW": mw, "MH": mh, "SIMD": simd, "PE": pe, "ACC_W": 7,
+                       "RAM_STYLE": ram_style}, workdir=tmp_path)
+    assert (res["BRAM36"] > 0) is bram
+    # 3 LUT per XNOR lane plus control; a LUT ROM adds about one LUT6 per 32-64 weight bits
+    assert 0 < res["LUT"] <= 3 * pe * simd + 120 + (0 if bram else mw * mh // 16), res
+    assert res["FF"] > pe * 7 and res["DSP"] == 0
+    assert "synth_xilinx -family xc7" in res["tool"] and res["tool"].startswith("Yosys")
