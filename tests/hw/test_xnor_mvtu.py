@@ -18,7 +18,7 @@ CASES = [(5, 3, 1, 1, 1), (16, 8, 16, 2, 1), (98, 10, 49, 5, 0), (12, 12, 4, 3, 
 
 
 def acc_width(mw: int) -> int:
-    return int(mw).bit_length()
+    return int(mw + 1).bit_length()  # thresholds go up to MW + 1 (never fires)
 
 
 def simulate(tmp_path: Path, mw: int, mh: int, simd: int, pe: int, act: int, n: int,

@@ -1,0 +1,128 @@
+"""Our RTL for FINN dataflow nodes: parameters and memory files from a folded node, and node-level
+rtlsim (Verilator) against FINN's Python execution of the same node.
+
+Covered so far: binary (XNOR-popcount) MVAU nodes, with thresholds or raw accumulators, mapped
+to ``hw/rtl/xnor_mvtu.sv``. Weights come from the node's (MW, MH) initializer (bit 1 = +1) and
+thresholds from its (MH, 1) initializer, in the unit's memory layout (``hw.model``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from build_flows import finn_env
+from hw import model as hwm
+from hw import verilator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class XnorUnit:
+    """A binary MVAU node as parameters of ``xnor_mvtu`` plus its weight/threshold bits."""
+
+    name: str
+    params: dict[str, Any]
+    weights: np.ndarray  # (MH, MW) bits
+    thresholds: np.ndarray | None  # (MH,) integers
+
+
+def ram_style(style: str, bits: int) -> str:
+    """FINN's ram_style for our unit: 'auto' picks block RAM above 16 kbit."""
+    if style in ("block", "distributed"):
+        return style
+    return "block" if bits > 16384 else "distributed"
+
+
+def xnor_unit(model: Any, node: Any) -> XnorUnit:
+    """Read a binary MVAU node (generic or ``MVAU_hls``) into an :class:`XnorUnit`."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    inst = getCustomOp(node)
+    if not node.op_type.startswith("MVAU") or inst.get_nodeattr("binaryXnorMode") != 1:
+        raise ValueError(f"node {node.name} ({node.op_type}) is not a binary XNOR MVAU")
+    mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
+    pe, simd = inst.get_nodeattr("PE"), inst.get_nodeattr("SIMD")
+    w = np.asarray(model.get_initializer(node.input[1])).T.astype(np.int64)  # (MH, MW)
+    act = inst.get_nodeattr("noActivation") == 0
+    thr = None
+    if act:
+        t = np.asarray(model.get_initializer(node.input[2]))
+        if t.shape[1] != 1:
+            raise ValueError(f"node {node.name}: {t.shape[1]} thresholds per row; the XNOR unit "
+                             "produces 1-bit outputs (one threshold)")
+        # popcounts lie in [0, MW]: a threshold above MW never fires, one below 0 always does
+        thr = np.clip(t[:, 0], 0, mw + 1).astype(np.int64)
+    acc_w = int(mw + 1).bit_length()
+    params = {"MW": mw, "MH": mh, "SIMD": simd, "PE": pe, "ACTIVATION": int(act),
+              "ACC_W": acc_w, "RAM_STYLE": ram_style(inst.get_nodeattr("ram_style"), mw * mh)}
+    return XnorUnit(node.name, params, w, thr)
+
+
+def write_memories(unit: XnorUnit, workdir: Path) -> None:
+    """weights.hex and thresholds.hex for ``unit`` in ``workdir``."""
+    p = unit.params
+    workdir.mkdir(parents=True, exist_ok=True)
+    hwm.write_hex(workdir / "weights.hex", hwm.mvtu_weight_words(unit.weights, p["PE"], p["SIMD"]),
+                  p["PE"] * p["SIMD"])
+    if unit.thresholds is not None:
+        hwm.write_hex(workdir / "thresholds.hex",
+                      hwm.mvtu_threshold_words(unit.thresholds, p["PE"], p["ACC_W"]),
+                      p["PE"] * p["ACC_W"])
+
+
+def finn_node_output(model: Any, node: Any, x: np.ndarray) -> np.ndarray:
+    """FINN's Python execution of one (despecialized) node on input ``x``."""
+    finn_env.prepare()
+    from finn.util.verification import despecialize_model
+    from qonnx.custom_op.registry import getCustomOp
+
+    plain = despecialize_model(model)
+    pnode = next(n for n in plain.graph.node if n.name == node.name)
+    ctx = {pnode.input[0]: x.astype(np.float32),
+           pnode.output[0]: np.zeros(plain.get_tensor_shape(pnode.output[0]), np.float32)}
+    for name in pnode.input[1:]:
+        ctx[name] = plain.get_initializer(name)
+    getCustomOp(pnode).execute_node(ctx, plain.graph)
+    return ctx[pnode.output[0]]
+
+
+def node_rtlsim(model: Any, node: Any, frames: int, workdir: Path, seed: int = 0,
+                p_valid: float = 1.0, p_ready: float = 1.0) -> dict[str, Any]:
+    """Simulate our RTL for ``node`` on ``frames`` random input frames (one vector per output
+    pixel for convolutions) and compare every output with FINN's Python execution of the node;
+    returns vectors, mismatches, the first mismatch (frame, vector, row) and the cycles."""
+    unit = xnor_unit(model, node)
+    p = unit.params
+    write_memories(unit, workdir)
+    in_shape = model.get_tensor_shape(node.input[0])
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 2, (frames, *in_shape[1:]))
+    ref = np.stack([finn_node_output(model, node, x[f:f + 1]).reshape(-1, p["MH"])
+                    for f in range(frames)])  # (frames, vectors per frame, MH)
+    per_frame = ref.shape[1]
+    sim = verilator.build("xnor_mvtu", [verilator.RTL / "xnor_mvtu.sv"], p)
+    nf = p["MH"] // p["PE"]
+    n_vec = frames * per_frame
+    beats, cycles, _ = verilator.run(sim, hwm.mvtu_input_beats(x.reshape(n_vec, p["MW"]),
+                                                               p["SIMD"]),
+                                     n_vec * nf, workdir, seed=seed, p_valid=p_valid,
+                                     p_ready=p_ready)
+    width = 1 if p["ACTIVATION"] else p["ACC_W"]
+    got = np.stack([np.concatenate([hwm.unpack(b, p["PE"], width)
+                                    for b in beats[i * nf:(i + 1) * nf]]) for i in range(n_vec)])
+    got = got.reshape(frames, per_frame, p["MH"])
+    bad = np.argwhere(got != ref.astype(np.int64))
+    first = None
+    if len(bad):
+        f, v, r = (int(i) for i in bad[0])
+        first = {"frame": f, "vector": v, "row": r, "rtl": int(got[f, v, r]),
+                 "finn": float(ref[f, v, r])}
+    return {"node": node.name, "vectors": n_vec, "mismatches": int(len(bad)),
+            "first_mismatch": first, "cycles": cycles,
+            "cycles_per_frame": cycles / frames, "params": p}
