@@ -1,9 +1,11 @@
 """Our RTL for FINN dataflow nodes: parameters and memory files from a folded node, and node-level
 rtlsim (Verilator) against FINN's Python execution of the same node.
 
-Covered so far: binary (XNOR-popcount) MVAU nodes, with thresholds or raw accumulators, mapped
-to ``hw/rtl/xnor_mvtu.sv``. Weights come from the node's (MW, MH) initializer (bit 1 = +1) and
-thresholds from its (MH, 1) initializer, in the unit's memory layout (``hw.model``).
+Covered so far: MVAU nodes with binary weights, XNOR-popcount (binary inputs) or integer inputs
+(CNV's 8-bit first layer, Si-BNN's {0,1} activations), with one threshold per row or raw
+accumulators, mapped to ``hw/rtl/mvtu.sv``. Weights come from the node's (MW, MH) initializer
+(bit 1 = +1) and thresholds from its (MH, 1) initializer, in the unit's memory layout
+(``hw.model``).
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class XnorUnit:
-    """A binary MVAU node as parameters of ``xnor_mvtu`` plus its weight/threshold bits."""
+class MatrixUnit:
+    """A binary-weight MVAU node as parameters of ``hw/rtl/mvtu.sv`` plus its memories."""
 
     name: str
     params: dict[str, Any]
-    weights: np.ndarray  # (MH, MW) bits
+    weights: np.ndarray  # (MH, MW) bits, 1 = +1
     thresholds: np.ndarray | None  # (MH,) integers
+    act_val: int  # FINN's output offset (ActVal): FINN output = unit output + act_val
+    in_dtype: Any
 
 
 def ram_style(style: str, bits: int) -> str:
@@ -39,32 +43,48 @@ def ram_style(style: str, bits: int) -> str:
     return "block" if bits > 16384 else "distributed"
 
 
-def xnor_unit(model: Any, node: Any) -> XnorUnit:
-    """Read a binary MVAU node (generic or ``MVAU_hls``) into an :class:`XnorUnit`."""
+def matrix_unit(model: Any, node: Any) -> MatrixUnit:
+    """Read a binary-weight MVAU node (generic or ``MVAU_hls``): XNOR mode (binary inputs) or
+    integer inputs (8-bit first layer, {0,1} activations) times bipolar weights."""
+    from qonnx.core.datatype import DataType
     from qonnx.custom_op.registry import getCustomOp
 
     inst = getCustomOp(node)
-    if not node.op_type.startswith("MVAU") or inst.get_nodeattr("binaryXnorMode") != 1:
-        raise ValueError(f"node {node.name} ({node.op_type}) is not a binary XNOR MVAU")
+    if not node.op_type.startswith("MVAU"):
+        raise ValueError(f"node {node.name} ({node.op_type}) is not an MVAU")
+    xnor = inst.get_nodeattr("binaryXnorMode") == 1
+    raw = np.asarray(model.get_initializer(node.input[1]))
+    if not xnor and not np.isin(raw, (-1, 1)).all():  # the annotation may say INT2
+        raise ValueError(f"node {node.name}: {inst.get_nodeattr('weightDataType')} weights with "
+                         "values other than -1/+1; our matrix unit takes binary weights")
+    idt = DataType[inst.get_nodeattr("inputDataType")]
     mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
     pe, simd = inst.get_nodeattr("PE"), inst.get_nodeattr("SIMD")
-    w = np.asarray(model.get_initializer(node.input[1])).T.astype(np.int64)  # (MH, MW)
+    w = (raw.T > 0).astype(np.int64)  # (MH, MW)
+    if xnor:
+        lo, hi = 0, mw
+    else:
+        top = mw * max(abs(int(idt.min())), abs(int(idt.max())))
+        lo, hi = -top, top
     act = inst.get_nodeattr("noActivation") == 0
     thr = None
     if act:
         t = np.asarray(model.get_initializer(node.input[2]))
         if t.shape[1] != 1:
-            raise ValueError(f"node {node.name}: {t.shape[1]} thresholds per row; the XNOR unit "
+            raise ValueError(f"node {node.name}: {t.shape[1]} thresholds per row; the unit "
                              "produces 1-bit outputs (one threshold)")
-        # popcounts lie in [0, MW]: a threshold above MW never fires, one below 0 always does
-        thr = np.clip(t[:, 0], 0, mw + 1).astype(np.int64)
-    acc_w = int(mw + 1).bit_length()
-    params = {"MW": mw, "MH": mh, "SIMD": simd, "PE": pe, "ACTIVATION": int(act),
-              "ACC_W": acc_w, "RAM_STYLE": ram_style(inst.get_nodeattr("ram_style"), mw * mh)}
-    return XnorUnit(node.name, params, w, thr)
+        # accumulators lie in [lo, hi]: thresholds beyond that never (or always) fire
+        thr = np.clip(np.ceil(t[:, 0]), lo, hi + 1).astype(np.int64)
+    acc_w = int(hi + 1).bit_length() + (0 if xnor else 1)
+    params = {"MW": mw, "MH": mh, "SIMD": simd, "PE": pe, "XNOR": int(xnor),
+              "IN_W": 1 if xnor else idt.bitwidth(), "IN_SIGNED": int(idt.signed()),
+              "ACTIVATION": int(act), "ACC_W": acc_w,
+              "RAM_STYLE": ram_style(inst.get_nodeattr("ram_style"), mw * mh)}
+    return MatrixUnit(node.name, params, w, thr, int(inst.get_nodeattr("ActVal")) if act else 0,
+                      idt)
 
 
-def write_memories(unit: XnorUnit, workdir: Path) -> None:
+def write_memories(unit: MatrixUnit, workdir: Path) -> None:
     """weights.hex and thresholds.hex for ``unit`` in ``workdir``."""
     p = unit.params
     workdir.mkdir(parents=True, exist_ok=True)
@@ -97,25 +117,30 @@ def node_rtlsim(model: Any, node: Any, frames: int, workdir: Path, seed: int = 0
     """Simulate our RTL for ``node`` on ``frames`` random input frames (one vector per output
     pixel for convolutions) and compare every output with FINN's Python execution of the node;
     returns vectors, mismatches, the first mismatch (frame, vector, row) and the cycles."""
-    unit = xnor_unit(model, node)
+    unit = matrix_unit(model, node)
     p = unit.params
     write_memories(unit, workdir)
     in_shape = model.get_tensor_shape(node.input[0])
     rng = np.random.default_rng(seed)
-    x = rng.integers(0, 2, (frames, *in_shape[1:]))
+    lo, hi = int(unit.in_dtype.min()), int(unit.in_dtype.max())
+    if p["XNOR"]:
+        lo, hi = 0, 1  # bipolar values travel as bits
+    x = rng.integers(lo, hi + 1, (frames, *in_shape[1:]))
     ref = np.stack([finn_node_output(model, node, x[f:f + 1]).reshape(-1, p["MH"])
-                    for f in range(frames)])  # (frames, vectors per frame, MH)
+                    for f in range(frames)]) - unit.act_val  # (frames, vectors per frame, MH)
     per_frame = ref.shape[1]
-    sim = verilator.build("xnor_mvtu", [verilator.RTL / "xnor_mvtu.sv"], p)
+    sim = verilator.build("mvtu", [verilator.RTL / "mvtu.sv"], p)
     nf = p["MH"] // p["PE"]
     n_vec = frames * per_frame
     beats, cycles, _ = verilator.run(sim, hwm.mvtu_input_beats(x.reshape(n_vec, p["MW"]),
-                                                               p["SIMD"]),
+                                                               p["SIMD"], p["IN_W"]),
                                      n_vec * nf, workdir, seed=seed, p_valid=p_valid,
                                      p_ready=p_ready)
     width = 1 if p["ACTIVATION"] else p["ACC_W"]
     got = np.stack([np.concatenate([hwm.unpack(b, p["PE"], width)
                                     for b in beats[i * nf:(i + 1) * nf]]) for i in range(n_vec)])
+    if not p["ACTIVATION"] and not p["XNOR"]:
+        got = hwm.signed(got, p["ACC_W"])
     got = got.reshape(frames, per_frame, p["MH"])
     bad = np.argwhere(got != ref.astype(np.int64))
     first = None

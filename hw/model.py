@@ -39,10 +39,33 @@ def xnor_mvtu(x: np.ndarray, w: np.ndarray, thresholds: np.ndarray | None) -> np
     return (acc >= np.asarray(thresholds, dtype=np.int64)[None, :]).astype(np.int64)
 
 
-def mvtu_input_beats(x: np.ndarray, simd: int) -> list[int]:
-    """Input beats of an (N, MW) bit matrix: MW / SIMD beats per vector."""
+def twos(values: np.ndarray, width: int) -> np.ndarray:
+    """Signed integers as ``width``-bit two's complement codes (unsigned)."""
+    return np.asarray(values, dtype=np.int64) & ((1 << width) - 1)
+
+
+def signed(codes: np.ndarray, width: int) -> np.ndarray:
+    """``width``-bit two's complement codes back to signed integers."""
+    codes = np.asarray(codes, dtype=np.int64)
+    return np.where(codes >= 1 << (width - 1), codes - (1 << width), codes)
+
+
+def int_mvtu(x: np.ndarray, w: np.ndarray, thresholds: np.ndarray | None) -> np.ndarray:
+    """Integer inputs times binary weights (bit 1 = +1, bit 0 = -1): acc = x @ (2w - 1).T, then
+    (acc >= thresholds[r]) as 0/1 when thresholds are given, else acc (signed). (N, MH)."""
+    acc = np.asarray(x, dtype=np.int64) @ (2 * np.asarray(w, dtype=np.int64) - 1).T
+    if thresholds is None:
+        return acc
+    return (acc >= np.asarray(thresholds, dtype=np.int64)[None, :]).astype(np.int64)
+
+
+def mvtu_input_beats(x: np.ndarray, simd: int, in_w: int = 1) -> list[int]:
+    """Input beats of an (N, MW) matrix of ``in_w``-bit elements (signed ones as two's
+    complement): MW / SIMD beats per vector."""
     n, mw = x.shape
-    return [pack(x[i, s * simd:(s + 1) * simd], 1) for i in range(n) for s in range(mw // simd)]
+    codes = twos(x, in_w)
+    return [pack(codes[i, s * simd:(s + 1) * simd], in_w) for i in range(n)
+            for s in range(mw // simd)]
 
 
 def mvtu_weight_words(w: np.ndarray, pe: int, simd: int) -> list[int]:
@@ -59,8 +82,9 @@ def mvtu_weight_words(w: np.ndarray, pe: int, simd: int) -> list[int]:
 
 
 def mvtu_threshold_words(thresholds: np.ndarray, pe: int, acc_w: int) -> list[int]:
-    """Threshold memory words: word nf holds rows nf*PE + pe at bits pe*ACC_W."""
-    t = np.asarray(thresholds, dtype=np.int64).reshape(-1, pe)
+    """Threshold memory words: word nf holds rows nf*PE + pe at bits pe*ACC_W (two's
+    complement for negative thresholds)."""
+    t = twos(np.asarray(thresholds, dtype=np.int64), acc_w).reshape(-1, pe)
     return [pack(row, acc_w) for row in t]
 
 

@@ -26,43 +26,38 @@ def folded(tmp_path: Path, model: Path, config: str):
     return ModelWrapper(str(out / "steps/11_minimize_bit_width/dataflow.onnx"))
 
 
-def binary_mvaus(df) -> list:
-    from qonnx.custom_op.registry import getCustomOp
-
-    return [n for n in df.graph.node if n.op_type.startswith("MVAU")
-            and getCustomOp(n).get_nodeattr("binaryXnorMode") == 1]
-
-
-@pytest.mark.parametrize("method", ["bnn", "si_bnn"])
-def test_tfc_binary_layers_match_finn(tmp_path: Path, build_models, method: str) -> None:
+@pytest.mark.parametrize("method", ["bnn", "si_bnn", "bnn_plus"])
+def test_tfc_matrix_layers_match_finn(tmp_path: Path, build_models, method: str) -> None:
+    """bnn/bnn_plus: four XNOR layers; si_bnn: {0,1} activations, so integer-input layers."""
     from build_flows import rtl
 
     df = folded(tmp_path, build_models["tfc", method], "tfc_w1a1.json")
-    nodes = binary_mvaus(df)
-    if method == "si_bnn":  # {0,1} activations x bipolar weights: integer MVAUs, not XNOR
-        assert not nodes
-        with pytest.raises(ValueError, match="is not a binary XNOR MVAU"):
-            rtl.xnor_unit(df, df.get_nodes_by_op_type("MVAU_hls")[0])
-        return
-    else:
-        assert len(nodes) == 4
+    nodes = df.get_nodes_by_op_type("MVAU_hls")
+    assert len(nodes) == 4
+    kinds = []
     for i, node in enumerate(nodes):
         res = rtl.node_rtlsim(df, node, 4, tmp_path / node.name, seed=i, p_valid=0.7,
                               p_ready=0.6)
         assert res["mismatches"] == 0, res["first_mismatch"]
+        kinds.append(res["params"]["XNOR"])
+    assert kinds == ([0, 0, 0, 0] if method == "si_bnn" else [1, 1, 1, 1])
     # full flow: the first layer (16 x 49 folding) takes its 64 cycles per frame
     res = rtl.node_rtlsim(df, nodes[0], 20, tmp_path / "flow")
     assert res["mismatches"] == 0 and 64 <= res["cycles_per_frame"] <= 64 * 1.05
 
 
 @pytest.mark.slow
-def test_cnv_binary_layers_match_finn(tmp_path: Path, build_models) -> None:
+def test_cnv_matrix_layers_match_finn(tmp_path: Path, build_models) -> None:
+    """The 8-bit first layer and the eight XNOR layers of CNV."""
     from build_flows import rtl
 
     df = folded(tmp_path, build_models["cnv", "bnn"], "cnv_w1a1_1ch.json")
-    nodes = binary_mvaus(df)
-    assert len(nodes) == 8
+    nodes = df.get_nodes_by_op_type("MVAU_hls")
+    assert len(nodes) == 9
     for i, node in enumerate(nodes):
         res = rtl.node_rtlsim(df, node, 1, tmp_path / node.name, seed=i, p_valid=0.8,
                               p_ready=0.8)
         assert res["mismatches"] == 0, res["first_mismatch"]
+        assert res["params"]["XNOR"] == (0 if i == 0 else 1)
+        if i == 0:
+            assert res["params"]["IN_W"] == 8 and res["params"]["IN_SIGNED"] == 1

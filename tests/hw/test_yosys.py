@@ -36,7 +36,7 @@ def test_weight_memory_follows_ram_style(tmp_path: Path, ram_style: str, bram: b
     model.write_hex(tmp_path / "weights.hex", model.mvtu_weight_words(w, pe, simd), pe * simd)
     model.write_hex(tmp_path / "thresholds.hex",
                     model.mvtu_threshold_words(rng.integers(0, mw, mh), pe, 7), pe * 7)
-    res = yosys.synth("xnor_mvtu", [verilator.RTL / "xnor_mvtu.sv"],
+    res = yosys.synth("mvtu", [verilator.RTL / "mvtu.sv"],
                       {"MW": mw, "MH": mh, "SIMD": simd, "PE": pe, "ACC_W": 7,
                        "RAM_STYLE": ram_style}, workdir=tmp_path)
     assert (res["BRAM36"] > 0) is bram

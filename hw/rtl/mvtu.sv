@@ -1,30 +1,37 @@
-// Binary matrix-vector-threshold unit: XNOR-popcount over SIMD bits, PE rows in parallel.
+// Matrix-vector-threshold unit with binary weights, PE rows in parallel, SIMD columns per cycle.
 //
-// Computes, for each input vector x of MW bits (bit 1 = +1, bit 0 = -1) and weight matrix W
-// (MH x MW, same encoding), the popcounts acc[r] = popcount(~(x ^ W[r])) for r in 0..MH-1, then
-// either y[r] = (acc[r] >= T[r]) (ACTIVATION = 1: one threshold per row, 1-bit outputs) or the raw
-// acc[r] (ACTIVATION = 0: the last layer). Folding as FINN's MVAU: SF = MW / SIMD input beats of
-// SIMD bits, NF = MH / PE output beats of PE results; SF * NF cycles per vector at full flow.
-// The input vector is kept in a buffer while the NF row groups are computed; weights sit in a
-// memory of SF * NF words of PE * SIMD bits (row r = nf * PE + pe, column c = sf * SIMD + s at
-// bit pe * SIMD + s of word nf * SF + sf), loaded from WEIGHT_FILE ($readmemh); thresholds in a
-// memory of NF words of PE * ACC_W bits from THRESH_FILE. RAM_STYLE ("block" or "distributed")
-// selects the weight memory's implementation (block RAM, or a ROM in LUTs). Streams: AXI-Stream style valid/ready,
-// element 0 in the least significant bits.
-module xnor_mvtu #(
+// Weights W (MH x MW) are bits, 1 = +1 and 0 = -1. Two datapaths:
+//   XNOR = 1: inputs are bits in the same encoding; acc[r] = popcount(~(x ^ W[r])) (unsigned).
+//   XNOR = 0: inputs are IN_W-bit integers (IN_SIGNED: two's complement), e.g. CNV's 8-bit first
+//             layer or {0,1} activations (IN_W = 1); acc[r] = sum_c (W[r][c] ? x[c] : -x[c])
+//             (two's complement, ACC_W bits).
+// Then y[r] = (acc[r] >= T[r]) (ACTIVATION = 1: one threshold per row, 1-bit outputs; signed
+// compare when XNOR = 0) or the raw acc[r] (ACTIVATION = 0: the last layer). Folding as FINN's
+// MVAU: SF = MW / SIMD input beats of SIMD elements, NF = MH / PE output beats of PE results;
+// SF * NF cycles per vector at full flow. The input vector is kept in a buffer while the NF row
+// groups are computed; weights sit in a memory of SF * NF words of PE * SIMD bits (row
+// r = nf * PE + pe, column c = sf * SIMD + s at bit pe * SIMD + s of word nf * SF + sf), loaded
+// from WEIGHT_FILE ($readmemh); thresholds in a memory of NF words of PE * ACC_W bits from
+// THRESH_FILE. RAM_STYLE ("block" or "distributed") selects the weight memory's implementation
+// (block RAM, or a ROM in LUTs). Streams: AXI-Stream style valid/ready, element 0 in the least
+// significant bits.
+module mvtu #(
     parameter MW = 64,
     parameter MH = 64,
     parameter SIMD = 8,
     parameter PE = 4,
+    parameter XNOR = 1,
+    parameter IN_W = 1,
+    parameter IN_SIGNED = 0,
     parameter ACTIVATION = 1,
-    parameter ACC_W = $clog2(MW + 1),
+    parameter ACC_W = $clog2(MW + 2),
     parameter RAM_STYLE = "block",
     parameter WEIGHT_FILE = "weights.hex",
     parameter THRESH_FILE = "thresholds.hex"
 ) (
     input  logic clk,
     input  logic rst_n,
-    input  logic [SIMD-1:0] in_tdata,
+    input  logic [SIMD*IN_W-1:0] in_tdata,
     input  logic in_tvalid,
     output logic in_tready,
     output logic [(ACTIVATION ? PE : PE * ACC_W)-1:0] out_tdata,
@@ -40,7 +47,7 @@ module xnor_mvtu #(
   localparam WADDR_W = SF * NF > 1 ? $clog2(SF * NF) : 1;
 
   logic [PE*ACC_W-1:0] tmem [0:NF-1];
-  logic [SIMD-1:0] ibuf [0:SF-1];
+  logic [SIMD*IN_W-1:0] ibuf [0:SF-1];
   initial begin
     if (ACTIVATION) $readmemh(THRESH_FILE, tmem);
   end
@@ -56,7 +63,7 @@ module xnor_mvtu #(
   assign in_tready = first && !stall;
   assign advance = !stall && (!first || in_tvalid);
 
-  logic [SIMD-1:0] x0;
+  logic [SIMD*IN_W-1:0] x0;
   assign x0 = first ? in_tdata : ibuf[sf];
 
   // ---- stage 1: registered operands (weight memory read, input beat) ----
@@ -80,7 +87,7 @@ module xnor_mvtu #(
       always_ff @(posedge clk) if (advance) w1 <= wmem[waddr];
     end
   endgenerate
-  logic [SIMD-1:0] x1;
+  logic [SIMD*IN_W-1:0] x1;
   logic last1, start1;
   logic [NF_W-1:0] nf1;
   always_ff @(posedge clk) begin
@@ -111,7 +118,7 @@ module xnor_mvtu #(
     end
   end
 
-  // ---- stage 2: popcount accumulation per PE; at the last fold, threshold and emit ----
+  // ---- stage 2: accumulation per PE; at the last fold, threshold and emit ----
   logic [ACC_W-1:0] acc [PE];
   logic [OUT_W-1:0] result;
   logic out_full;
@@ -125,10 +132,24 @@ module xnor_mvtu #(
     end
   endfunction
 
+  // sum_s (w[s] ? x[s] : -x[s]) in ACC_W-bit two's complement
+  function automatic [ACC_W-1:0] dot(input [SIMD*IN_W-1:0] xv, input [SIMD-1:0] wv);
+    integer i;
+    reg [ACC_W+IN_W-1:0] e;
+    begin
+      dot = 0;
+      for (i = 0; i < SIMD; i = i + 1) begin
+        e = {{ACC_W{IN_SIGNED != 0 && xv[i*IN_W+IN_W-1]}}, xv[i*IN_W +: IN_W]};
+        dot = wv[i] ? dot + e[ACC_W-1:0] : dot - e[ACC_W-1:0];
+      end
+    end
+  endfunction
+
   logic [ACC_W-1:0] sum [PE];
   always_comb begin
     for (int p = 0; p < PE; p++)
-      sum[p] = (start1 ? '0 : acc[p]) + popcount(~(x1 ^ w1[p*SIMD +: SIMD]));
+      if (XNOR) sum[p] = (start1 ? '0 : acc[p]) + popcount(~(x1[SIMD-1:0] ^ w1[p*SIMD+:SIMD]));
+      else sum[p] = (start1 ? '0 : acc[p]) + dot(x1, w1[p*SIMD+:SIMD]);
   end
 
   always_ff @(posedge clk) begin
@@ -146,7 +167,9 @@ module xnor_mvtu #(
     if (ACTIVATION) begin : g_thresholds
       always_ff @(posedge clk) begin
         if (!stall && s1_valid && last1)
-          for (int p = 0; p < PE; p++) result[p] <= (sum[p] >= tmem[nf1][p*ACC_W +: ACC_W]);
+          for (int p = 0; p < PE; p++)
+            result[p] <= XNOR ? (sum[p] >= tmem[nf1][p*ACC_W +: ACC_W])
+                              : ($signed(sum[p]) >= $signed(tmem[nf1][p*ACC_W +: ACC_W]));
       end
     end else begin : g_raw
       always_ff @(posedge clk) begin
