@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import logging
 import shutil
@@ -100,15 +101,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     names = S.STEP_NAMES
     start = 0
     state_path = out / "state.json"
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     if args.resume or args.from_step:
-        done = [d for d in dirs if (d / "done.json").is_file()]
-        start = len(done) if args.resume else names.index(args.from_step)
+        if args.resume:  # the first step without a finished output
+            start = next((i for i, d in enumerate(dirs) if not (d / "done.json").is_file()),
+                         len(dirs))
+        else:
+            start = names.index(args.from_step)
         if start > 0 and not (dirs[start - 1] / "done.json").is_file():
             raise BuildError(f"--from-step {args.from_step}: step {names[start - 1]} has not "
                              f"finished in {out}")
+        if start > 0 and state.get("model_sha256") not in (None, digest):
+            raise BuildError(f"{out} holds a build of a different model than {model_path}: "
+                             "drop --resume/--from-step to start over")
     stop = names.index(args.to_step) + 1 if args.to_step else len(names)
     if start > 0:
-        state = json.loads(state_path.read_text()) if state_path.is_file() else {}
         cfg.host_postproc = state.get("host_postproc", [])
         cfg.estimates = state.get("estimates", {})
         cfg.host_nodes = state.get("host_nodes", [])
@@ -160,7 +168,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         (d / "done.json").write_text(json.dumps(
             {"step": name, "seconds": secs,
              "verification": result.to_json() if result else None}, indent=2))
-        state_path.write_text(json.dumps({"host_postproc": cfg.host_postproc,
+        state_path.write_text(json.dumps({"model_sha256": digest,
+                                          "host_postproc": cfg.host_postproc,
                                           "host_nodes": cfg.host_nodes,
                                           "estimates": cfg.estimates}, default=float))
         log.info("[%2d/%d] %-20s %6.1f s  (total %6.1f s)%s", i + 1, len(names), name, secs,

@@ -95,12 +95,15 @@ def test_published_cnv_folding(tmp_path: Path) -> None:
     assert report["verification"]["inputs"].startswith("random uint8 inputs")
 
 
-def test_resume_after_interrupted_build(tmp_path: Path, build_models) -> None:
+def test_resume_after_interrupted_build(tmp_path: Path, build_models, capsys) -> None:
     out = tmp_path / "b"
     args = ["--model", build_models["tfc", "bnn"], "--out", out, "--verify-samples", 3]
     assert run_build(*args, "--to-step", "streamline")[0] == 0
     first = (out / "steps/01_qonnx_to_finn/model.onnx").stat().st_mtime_ns
     assert not (out / "steps/05_xnor_popcount").exists()
+    other = ["--model", build_models["tfc", "xnor"], "--out", out, "--verify-samples", 3]
+    assert run_build(*other, "--resume")[0] == 1  # a different model cannot resume this build
+    assert one_line_error(capsys, "holds a build of a different model than")
     rc, report = run_build(*args, "--resume")
     assert rc == 0
     check_report(report, 3)
