@@ -84,9 +84,8 @@ def build(top: str, sources: list[Path], params: dict[str, object] | None = None
     exe = root / "sim"
     if exe.is_file():
         return Sim(exe, top)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{top}_", dir=root.parent if root.parent.exists()
-                                else None))
     root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{top}_", dir=root.parent))  # renamed to root when built
     cmd = [str(verilator_bin()), "--cc", "--exe", "--build", "-O2", "--x-assign", "fast",
            "--x-initial", "fast", "-Wno-fatal", "-Wall", "-Wno-DECLFILENAME",
            "-Wno-UNUSEDPARAM", "--top-module", top, "--prefix", "Vtop", "--Mdir", str(tmp / "obj"),
