@@ -95,7 +95,6 @@ def check_padding(model: Any) -> None:
         if node.op_type != "Conv":
             continue
         pads = next((list(a.ints) for a in node.attribute if a.name == "pads"), [])
-        src = producers.get(node.input[0])
         if any(pads) and src is not None and src.op_type == "BipolarQuant":
             raise BuildError(
                 f"node {node.name} (Conv): zero padding {pads} on bipolar activations cannot deploy "

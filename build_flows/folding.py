@@ -94,22 +94,3 @@ def apply(model: Any, config: dict[str, Any], source: str = "folding") -> Any:
                         from None
     return model
 
-
-def current(model: Any) -> dict[str, dict[str, Any]]:
-    """The folding in ``model`` in the same format (only layers that fold)."""
-    from qonnx.custom_op.registry import getCustomOp
-
-    out: dict[str, dict[str, Any]] = {}
-    for node in model.graph.node:
-        if not node.domain.startswith("finn"):
-            continue
-        inst = getCustomOp(node)
-        attrs = {}
-        for a in ("PE", "SIMD", "ram_style", "mem_mode"):
-            try:
-                attrs[a] = inst.get_nodeattr(a)
-            except AttributeError:
-                pass
-        if attrs:
-            out[node.name] = attrs
-    return out

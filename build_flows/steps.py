@@ -58,10 +58,6 @@ class BuildConfig:
     estimates: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def step_dir(self) -> Path:
-        return self.out / "steps"
-
-    @property
     def work_dir(self) -> Path:
         return self.out / "work"
 

@@ -48,7 +48,6 @@ class StepResult:
     mismatches: int
     max_error: float
     kind: str
-    first_mismatch: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
