@@ -96,13 +96,10 @@ def write_memories(unit: MatrixUnit, workdir: Path) -> None:
                       p["PE"] * p["ACC_W"])
 
 
-def finn_node_output(model: Any, node: Any, x: np.ndarray) -> np.ndarray:
-    """FINN's Python execution of one (despecialized) node on input ``x``."""
-    finn_env.prepare()
-    from finn.util.verification import despecialize_model
+def finn_node_output(plain: Any, node: Any, x: np.ndarray) -> np.ndarray:
+    """FINN's Python execution of ``node`` of the despecialized graph ``plain`` on input ``x``."""
     from qonnx.custom_op.registry import getCustomOp
 
-    plain = despecialize_model(model)
     pnode = next(n for n in plain.graph.node if n.name == node.name)
     ctx = {pnode.input[0]: x.astype(np.float32),
            pnode.output[0]: np.zeros(plain.get_tensor_shape(pnode.output[0]), np.float32)}
@@ -126,7 +123,11 @@ def node_rtlsim(model: Any, node: Any, frames: int, workdir: Path, seed: int = 0
     if p["XNOR"]:
         lo, hi = 0, 1  # bipolar values travel as bits
     x = rng.integers(lo, hi + 1, (frames, *in_shape[1:]))
-    ref = np.stack([finn_node_output(model, node, x[f:f + 1]).reshape(-1, p["MH"])
+    finn_env.prepare()
+    from finn.util.verification import despecialize_model
+
+    plain = despecialize_model(model)
+    ref = np.stack([finn_node_output(plain, node, x[f:f + 1]).reshape(-1, p["MH"])
                     for f in range(frames)]) - unit.act_val  # (frames, vectors per frame, MH)
     per_frame = ref.shape[1]
     sim = verilator.build("mvtu", [verilator.RTL / "mvtu.sv"], p)

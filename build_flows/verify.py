@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import logging
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,35 +120,43 @@ def reference(model: Any, inputs: Inputs) -> np.ndarray:
     return np.stack(out)
 
 
-def execute(model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Run a (parent or flat) FINN graph on one input; return (output, top-1 input or None).
+def runner(model: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]:
+    """A function running a (parent or flat) FINN graph on one input and returning (output,
+    top-1 input or None).
 
-    A StreamingDataflowPartition is executed through its child model, despecialized so that
-    HLS/RTL nodes run their Python model; every tensor of parent and child lands in one context.
+    A StreamingDataflowPartition is executed through its child model, despecialized (once, here)
+    so that HLS/RTL nodes run their Python model; every tensor of parent and child lands in one
+    context.
     """
     from finn.util.verification import despecialize_model
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_node, execute_onnx
     from qonnx.custom_op.registry import getCustomOp
 
-    ctx = model.make_empty_exec_context()
-    ctx[model.graph.input[0].name] = x
-    top1_in = None
+    children = {node.name: despecialize_model(ModelWrapper(getCustomOp(node).get_nodeattr(
+        "model"))) for node in model.graph.node if node.op_type == "StreamingDataflowPartition"}
     opset = model.model.opset_import[0].version if model.model.opset_import else 11
-    for node in model.graph.node:
-        if node.op_type == "StreamingDataflowPartition":
-            child = despecialize_model(ModelWrapper(getCustomOp(node).get_nodeattr("model")))
-            cctx = execute_onnx(child, {child.graph.input[0].name: ctx[node.input[0]]},
-                                return_full_exec_context=True)
-            ctx[node.output[0]] = cctx[child.graph.output[0].name]
-            for cnode in child.graph.node:
-                if cnode.op_type in TOP1_OPS:
-                    top1_in = cctx[cnode.input[0]]
-        else:
-            execute_node(node, ctx, model.graph, opset)
-            if node.op_type in TOP1_OPS:
-                top1_in = ctx[node.input[0]]
-    return ctx[model.graph.output[0].name], top1_in
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        ctx = model.make_empty_exec_context()
+        ctx[model.graph.input[0].name] = x
+        top1_in = None
+        for node in model.graph.node:
+            if node.name in children:
+                child = children[node.name]
+                cctx = execute_onnx(child, {child.graph.input[0].name: ctx[node.input[0]]},
+                                    return_full_exec_context=True)
+                ctx[node.output[0]] = cctx[child.graph.output[0].name]
+                for cnode in child.graph.node:
+                    if cnode.op_type in TOP1_OPS:
+                        top1_in = cctx[cnode.input[0]]
+            else:
+                execute_node(node, ctx, model.graph, opset)
+                if node.op_type in TOP1_OPS:
+                    top1_in = ctx[node.input[0]]
+        return ctx[model.graph.output[0].name], top1_in
+
+    return run
 
 
 def logit_tolerance(ref: np.ndarray) -> float:
@@ -173,11 +182,12 @@ def verify_step(step: str, model: Any, inputs: Inputs, ref: np.ndarray,
                 uint8_input: bool) -> StepResult:
     """Compare ``model`` with the reference logits on every input; raise on the first mismatch."""
     outs, top1 = [], []
+    run = runner(model)
     for img in inputs.images:
         x = img[None].astype(np.float32)
         if not uint8_input:
             x = x / np.float32(255.0)
-        out, t_in = execute(model, x)
+        out, t_in = run(x)
         outs.append(np.asarray(out).reshape(-1))
         top1.append(None if t_in is None else np.asarray(t_in).reshape(-1))
     if top1[0] is None:  # logits out: equal up to float32 reassociation of the scales

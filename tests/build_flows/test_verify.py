@@ -13,8 +13,9 @@ INPUTS = verify.Inputs(np.arange(3, dtype=np.uint8).reshape(3, 1, 1, 1), None, "
 
 
 def fake(monkeypatch, outputs) -> None:
-    """Make verify.execute return outputs[i] for input image i (its pixel value)."""
-    monkeypatch.setattr(verify, "execute", lambda model, x: outputs[int(round(float(x.ravel()[0])))])
+    """Make the graph runner return outputs[i] for input image i (its pixel value)."""
+    monkeypatch.setattr(verify, "runner",
+                        lambda model: lambda x: outputs[int(round(float(x.ravel()[0])))])
 
 
 def test_equal_logits_pass_and_rounding_is_tolerated(monkeypatch) -> None:
