@@ -61,11 +61,8 @@ def matrix_unit(model: Any, node: Any) -> MatrixUnit:
     mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
     pe, simd = inst.get_nodeattr("PE"), inst.get_nodeattr("SIMD")
     w = (raw.T > 0).astype(np.int64)  # (MH, MW)
-    if xnor:
-        lo, hi = 0, mw
-    else:
-        top = mw * max(abs(int(idt.min())), abs(int(idt.max())))
-        lo, hi = -top, top
+    in_max_abs = 1 if xnor else max(abs(int(idt.min())), abs(int(idt.max())))
+    lo, hi = (0, mw) if xnor else (-mw * in_max_abs, mw * in_max_abs)
     act = inst.get_nodeattr("noActivation") == 0
     thr = None
     if act:
@@ -75,7 +72,7 @@ def matrix_unit(model: Any, node: Any) -> MatrixUnit:
                              "produces 1-bit outputs (one threshold)")
         # accumulators lie in [lo, hi]: thresholds beyond that never (or always) fire
         thr = np.clip(np.ceil(t[:, 0]), lo, hi + 1).astype(np.int64)
-    acc_w = int(hi + 1).bit_length() + (0 if xnor else 1)
+    acc_w = hwm.mvtu_acc_width(mw, xnor, in_max_abs)
     params = {"MW": mw, "MH": mh, "SIMD": simd, "PE": pe, "XNOR": int(xnor),
               "IN_W": 1 if xnor else idt.bitwidth(), "IN_SIGNED": int(idt.signed()),
               "ACTIVATION": int(act), "ACC_W": acc_w,
@@ -137,12 +134,8 @@ def node_rtlsim(model: Any, node: Any, frames: int, workdir: Path, seed: int = 0
                                                                p["SIMD"], p["IN_W"]),
                                      n_vec * nf, workdir, seed=seed, p_valid=p_valid,
                                      p_ready=p_ready)
-    width = 1 if p["ACTIVATION"] else p["ACC_W"]
-    got = np.stack([np.concatenate([hwm.unpack(b, p["PE"], width)
-                                    for b in beats[i * nf:(i + 1) * nf]]) for i in range(n_vec)])
-    if not p["ACTIVATION"] and not p["XNOR"]:
-        got = hwm.signed(got, p["ACC_W"])
-    got = got.reshape(frames, per_frame, p["MH"])
+    got = hwm.mvtu_outputs(beats, n_vec, p["MH"], p["PE"], p["ACTIVATION"], p["XNOR"],
+                           p["ACC_W"]).reshape(frames, per_frame, p["MH"])
     bad = np.argwhere(got != ref.astype(np.int64))
     first = None
     if len(bad):

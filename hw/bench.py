@@ -31,8 +31,7 @@ SHAPES = [("TFC layer 0 (16x49)", 784, 64, 49, 16, 1, 1),
 def run_one(label: str, mw: int, mh: int, simd: int, pe: int, xnor: int, in_w: int,
             family: str) -> dict:
     rng = np.random.default_rng(0)
-    top = mw + 1 if xnor else mw * (1 << (in_w - 1)) + 1
-    acc_w = int(top).bit_length() + (0 if xnor else 1)
+    acc_w = model.mvtu_acc_width(mw, bool(xnor), 1 << (in_w - 1))
     work = Path(tempfile.mkdtemp(prefix="bnnforge_bench_"))
     model.write_hex(work / "weights.hex",
                     model.mvtu_weight_words(rng.integers(0, 2, (mh, mw)), pe, simd), pe * simd)

@@ -68,6 +68,26 @@ def mvtu_input_beats(x: np.ndarray, simd: int, in_w: int = 1) -> list[int]:
             for s in range(mw // simd)]
 
 
+def mvtu_acc_width(mw: int, xnor: bool, in_max_abs: int = 1) -> int:
+    """ACC_W of the unit: XNOR popcounts lie in [0, MW]; integer sums in [-MW*m, MW*m] for inputs
+    of magnitude at most m (two's complement). One more value each way holds the thresholds
+    that never (or always) fire."""
+    if xnor:
+        return int(mw + 1).bit_length()
+    return int(mw * in_max_abs + 1).bit_length() + 1
+
+
+def mvtu_outputs(beats: list[int], vectors: int, mh: int, pe: int, activation: bool, xnor: bool,
+                 acc_w: int) -> np.ndarray:
+    """(vectors, MH) results from the unit's output beats (MH / PE beats per vector): bits with
+    thresholds, else accumulators (signed ones decoded from two's complement)."""
+    nf = mh // pe
+    width = 1 if activation else acc_w
+    out = np.stack([np.concatenate([unpack(b, pe, width) for b in beats[i * nf:(i + 1) * nf]])
+                    for i in range(vectors)])
+    return signed(out, acc_w) if not activation and not xnor else out
+
+
 def mvtu_weight_words(w: np.ndarray, pe: int, simd: int) -> list[int]:
     """Weight memory words: word nf*SF + sf holds rows nf*PE + pe, columns sf*SIMD + s at bit
     pe*SIMD + s."""

@@ -28,13 +28,13 @@ def simulate(tmp_path: Path, mw, mh, simd, pe, act, in_w, in_signed, n, seed, p_
     if xnor:
         x = rng.integers(0, 2, (n, mw))
         top = int(mw) + 1
-        acc_w = int(mw + 1).bit_length()
+        acc_w = model.mvtu_acc_width(mw, True)
         want = model.xnor_mvtu(x, w, None)
     else:
         lo, hi = (-(1 << (in_w - 1)), 1 << (in_w - 1)) if in_signed else (0, 1 << in_w)
         x = rng.integers(lo, hi, (n, mw))
         top = mw * max(abs(lo), hi - 1) + 1
-        acc_w = int(top).bit_length() + 1
+        acc_w = model.mvtu_acc_width(mw, False, max(abs(lo), hi - 1))
         want = model.int_mvtu(x, w, None)
     thr = rng.integers(0 if xnor else -top, top + 1, mh) if act else None
     if act:
@@ -52,11 +52,7 @@ def simulate(tmp_path: Path, mw, mh, simd, pe, act, in_w, in_signed, n, seed, p_
     nf = mh // pe
     beats, cycles, _ = verilator.run(sim, model.mvtu_input_beats(x, simd, max(in_w, 1)), n * nf,
                                      work, seed=seed, p_valid=p_valid, p_ready=p_ready)
-    width = 1 if act else acc_w
-    got = np.stack([np.concatenate([model.unpack(b, pe, width)
-                                    for b in beats[i * nf:(i + 1) * nf]]) for i in range(n)])
-    if not act and not xnor:
-        got = model.signed(got, acc_w)
+    got = model.mvtu_outputs(beats, n, mh, pe, bool(act), xnor, acc_w)
     return got, want, cycles
 
 
