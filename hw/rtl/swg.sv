@@ -1,0 +1,143 @@
+// Sliding-window generator (FINN's ConvolutionInputGenerator) for K_H x K_W windows with stride.
+// Input: an IFM_H x IFM_W x C feature map (NHWC), SIMD elements of ELEM_W bits per beat, CF = C /
+// SIMD beats per pixel. Output: for each output pixel (oy, ox), its window as K_H * K_W * CF beats
+// of SIMD elements, in the order FINN's MVAU expects: (ky, kx, cf) for a standard convolution,
+// (cf, ky, kx) when DEPTHWISE (pooling and depthwise convolutions). No padding here: FINN puts a
+// padding node in front.
+//
+// Input words go to a circular buffer of DEPTH words (a power of two, at least
+// (K_H + S_H) * IFM_W * CF) at their index in the frame; the reader emits word
+// ((oy * S_H + ky) * IFM_W + ox * S_W + kx) * CF + cf once it has been written, and the writer
+// may overwrite words from rows above the current window's first row. Writing runs ahead into the
+// next frame while the reader finishes this one, so frames stream back to back.
+module swg #(
+    parameter IFM_H = 4,
+    parameter IFM_W = 4,
+    parameter C = 2,
+    parameter SIMD = 1,
+    parameter K_H = 3,
+    parameter K_W = 3,
+    parameter S_H = 1,
+    parameter S_W = 1,
+    parameter OFM_H = 2,
+    parameter OFM_W = 2,
+    parameter ELEM_W = 1,
+    parameter DEPTHWISE = 0,
+    parameter DEPTH = 64,
+    parameter RAM_STYLE = "auto"
+) (
+    input  logic clk,
+    input  logic rst_n,
+    input  logic [SIMD*ELEM_W-1:0] in_tdata,
+    input  logic in_tvalid,
+    output logic in_tready,
+    output logic [SIMD*ELEM_W-1:0] out_tdata,
+    output logic out_tvalid,
+    input  logic out_tready
+);
+  localparam W = SIMD * ELEM_W;
+  localparam CF = C / SIMD;
+  localparam FRAME = IFM_H * IFM_W * CF;  // input words per frame
+  localparam ROW = IFM_W * CF;
+  localparam AW = $clog2(DEPTH);
+  localparam CW = $clog2(FRAME + DEPTH) + 2;  // word counts, compared as signed differences
+  localparam YW = $clog2(OFM_H + 1);
+  localparam XW = $clog2(OFM_W + 1);
+  localparam KYW = $clog2(K_H + 1);
+  localparam KXW = $clog2(K_W + 1);
+  localparam FW = $clog2(CF + 1);
+
+  logic [CW-1:0] wcnt;    // words written since reset (mod 2**CW)
+  logic [CW-1:0] rframe;  // count at which the reader's frame starts
+  logic [YW-1:0] oy;
+  logic [XW-1:0] ox;
+  logic [KYW-1:0] ky;
+  logic [KXW-1:0] kx;
+  logic [FW-1:0] cf;
+  logic [CW-1:0] idx;     // word index in the frame of the next output
+  logic [CW-1:0] low;     // first word the reader still needs
+  logic [CW-1:0] avail;   // words of the reader's frame written so far
+  logic stall, vb, can_read, fire, win_last, last_word, push;
+  logic [W-1:0] rdata;
+  logic [AW-1:0] raddr;
+
+  assign idx = ((CW'(oy) * CW'(S_H) + CW'(ky)) * CW'(IFM_W) + CW'(ox) * CW'(S_W) + CW'(kx))
+               * CW'(CF) + CW'(cf);
+  assign low = rframe + CW'(oy) * CW'(S_H * ROW);
+  assign avail = wcnt - rframe;
+  assign in_tready = $signed(wcnt - low) < $signed(CW'(DEPTH));
+  assign push = in_tvalid && in_tready;
+  assign raddr = AW'(rframe + idx);
+
+  assign win_last = (ky == KYW'(K_H - 1)) && (kx == KXW'(K_W - 1)) && (cf == FW'(CF - 1));
+  assign last_word = win_last && (oy == YW'(OFM_H - 1)) && (ox == XW'(OFM_W - 1));
+  // the last word of a frame also waits for the whole frame (rows no window reads included)
+  assign can_read = avail > idx && (!last_word || avail >= CW'(FRAME));
+  assign stall = vb && !out_tready;
+  assign fire = can_read && !stall;
+
+  generate  // buffer memory: one write port, one synchronous read port
+    if (RAM_STYLE == "block") begin : g_bram
+      (* ram_style = "block" *) logic [W-1:0] mem [0:DEPTH-1];
+      always_ff @(posedge clk) if (push) mem[AW'(wcnt)] <= in_tdata;
+      always_ff @(posedge clk) if (!stall) rdata <= mem[raddr];
+    end else if (RAM_STYLE == "distributed") begin : g_lutram
+      (* ram_style = "distributed" *) logic [W-1:0] mem [0:DEPTH-1];
+      always_ff @(posedge clk) if (push) mem[AW'(wcnt)] <= in_tdata;
+      always_ff @(posedge clk) if (!stall) rdata <= mem[raddr];
+    end else begin : g_auto
+      logic [W-1:0] mem [0:DEPTH-1];
+      always_ff @(posedge clk) if (push) mem[AW'(wcnt)] <= in_tdata;
+      always_ff @(posedge clk) if (!stall) rdata <= mem[raddr];
+    end
+  endgenerate
+
+  always_ff @(posedge clk) begin
+    if (!rst_n) begin
+      wcnt <= '0;
+      rframe <= '0;
+      oy <= '0; ox <= '0; ky <= '0; kx <= '0; cf <= '0;
+      vb <= 1'b0;
+    end else begin
+      if (push) wcnt <= wcnt + 1'b1;
+      if (!stall) vb <= can_read;
+      if (fire) begin
+        // next window element, innermost counter first in the stream order
+        if (DEPTHWISE) begin
+          if (kx != KXW'(K_W - 1)) kx <= kx + 1'b1;
+          else begin
+            kx <= '0;
+            if (ky != KYW'(K_H - 1)) ky <= ky + 1'b1;
+            else begin
+              ky <= '0;
+              cf <= (cf == FW'(CF - 1)) ? '0 : cf + 1'b1;
+            end
+          end
+        end else begin
+          if (cf != FW'(CF - 1)) cf <= cf + 1'b1;
+          else begin
+            cf <= '0;
+            if (kx != KXW'(K_W - 1)) kx <= kx + 1'b1;
+            else begin
+              kx <= '0;
+              ky <= (ky == KYW'(K_H - 1)) ? '0 : ky + 1'b1;
+            end
+          end
+        end
+        if (win_last) begin
+          if (ox != XW'(OFM_W - 1)) ox <= ox + 1'b1;
+          else begin
+            ox <= '0;
+            if (oy != YW'(OFM_H - 1)) oy <= oy + 1'b1;
+            else begin
+              oy <= '0;
+              rframe <= rframe + CW'(FRAME);
+            end
+          end
+        end
+      end
+    end
+  end
+  assign out_tdata = rdata;
+  assign out_tvalid = vb;
+endmodule

@@ -1,0 +1,189 @@
+"""The streaming units of ``hw/rtl/`` as parameter sets plus memory contents, and numpy models of
+what each one computes on its stream.
+
+A :class:`Unit` is everything needed to instantiate one module: its parameters, its memory files
+(contents and word width; the file-name parameters are filled in when the unit is written) and its
+input and output beat widths, so that :mod:`hw.stitch` can chain units with FIFOs and width
+converters. Constructors take plain numpy arrays; :mod:`build_flows.rtl` reads them from FINN nodes.
+
+Stream conventions (all units): element 0 in the least significant bits of a beat; bipolar
+values as bits (1 = +1, 0 = -1); signed integers in two's complement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hw import model as hwm
+
+RTL = Path(__file__).resolve().parent / "rtl"
+
+
+@dataclass
+class Unit:
+    """One instance of a module in ``hw/rtl/<module>.sv``."""
+
+    name: str
+    module: str
+    params: dict[str, Any]
+    in_width: int   # bits per input beat
+    out_width: int  # bits per output beat
+    memories: dict[str, tuple[list[int], int]] = field(default_factory=dict)  # param -> words, bits
+
+    @property
+    def source(self) -> Path:
+        return RTL / f"{self.module}.sv"
+
+    def write_memories(self, directory: Path, prefix: str = "") -> dict[str, str]:
+        """Write each memory as ``<prefix><param>.hex`` in ``directory``; the file parameters."""
+        files = {}
+        for param, (words, width) in self.memories.items():
+            fname = f"{prefix}{param.lower()}.hex"
+            hwm.write_hex(directory / fname, words, width)
+            files[param] = fname
+        return files
+
+
+def mvtu(name: str, w: np.ndarray, thresholds: np.ndarray | None, pe: int, simd: int,
+         xnor: bool = True, in_w: int = 1, in_signed: bool = False, acc_w: int | None = None,
+         ram_style: str = "block") -> Unit:
+    """Matrix-vector(-threshold) unit: ``w`` (MH, MW) bits (1 = +1), one threshold per row or
+    None for raw accumulators."""
+    mh, mw = w.shape
+    if mw % simd or mh % pe:
+        raise ValueError(f"{name}: SIMD={simd} must divide MW={mw} and PE={pe} must divide MH={mh}")
+    if acc_w is None:
+        acc_w = hwm.mvtu_acc_width(mw, xnor, 1 if xnor else 1 << (in_w - int(in_signed)))
+    act = thresholds is not None
+    params = {"MW": mw, "MH": mh, "SIMD": simd, "PE": pe, "XNOR": int(xnor),
+              "IN_W": 1 if xnor else in_w, "IN_SIGNED": int(in_signed), "ACTIVATION": int(act),
+              "ACC_W": acc_w, "RAM_STYLE": ram_style}
+    mems = {"WEIGHT_FILE": (hwm.mvtu_weight_words(w, pe, simd), pe * simd)}
+    if act:
+        mems["THRESH_FILE"] = (hwm.mvtu_threshold_words(thresholds, pe, acc_w), pe * acc_w)
+    return Unit(name, "mvtu", params, simd * params["IN_W"], pe if act else pe * acc_w, mems)
+
+
+def thresholding(name: str, thresholds: np.ndarray, pe: int, in_w: int, in_signed: bool,
+                 out_w: int, out_bias: int = 0, table: bool | None = None) -> Unit:
+    """Multi-threshold unit: ``thresholds`` (C, NT) integers, y = out_bias + #(x >= T[c, i]) in
+    ``out_w`` bits. ``table`` None picks the cheaper implementation (lookup table when C x
+    2**IN_W entries take fewer bits than the comparators' thresholds and logic)."""
+    t = np.asarray(thresholds, dtype=np.int64)
+    c, nt = t.shape
+    if c % pe:
+        raise ValueError(f"{name}: PE={pe} must divide the {c} channels")
+    lo, hi = (-(1 << (in_w - 1)), (1 << (in_w - 1)) - 1) if in_signed else (0, (1 << in_w) - 1)
+    t = np.clip(t, lo, hi + 1)  # beyond the input range: never fires (or always)
+    if table is None:
+        table = c * (1 << in_w) * out_w < c * nt * (in_w + 1) + pe * nt * in_w * 8
+    nf = c // pe
+    params = {"C": c, "PE": pe, "IN_W": in_w, "IN_SIGNED": int(in_signed), "NT": nt,
+              "OUT_W": out_w, "OUT_BIAS": int(out_bias), "TABLE": int(table)}
+    if table:
+        codes = np.arange(1 << in_w)
+        values = hwm.signed(codes, in_w) if in_signed else codes
+        y = out_bias + (values[None, :, None] >= t[:, None, :]).sum(-1)  # (C, 2**IN_W)
+        y = hwm.twos(y, out_w)
+        # entry (pe * NF + nf) * 2**IN_W + code: channel nf * PE + pe
+        words = [int(v) for p in range(pe) for f in range(nf) for v in y[f * pe + p]]
+        mem = (words, out_w)
+    else:
+        tw = in_w + 2  # [min, max + 1] of the input, signed
+        tt = hwm.twos(t, tw)
+        words = [hwm.pack(tt[f * pe:(f + 1) * pe].reshape(-1), tw) for f in range(nf)]
+        mem = (words, pe * nt * tw)
+    return Unit(name, "thresholding", params, pe * in_w, pe * out_w, {"THRESH_FILE": mem})
+
+
+def swg(name: str, ifm: tuple[int, int], channels: int, simd: int, kernel: tuple[int, int],
+        stride: tuple[int, int], elem_w: int, depthwise: bool = False,
+        ram_style: str = "auto") -> Unit:
+    """Sliding-window generator (no padding) for an ``ifm`` (H, W) map of ``channels``."""
+    (ih, iw), (kh, kw), (sh, sw) = ifm, kernel, stride
+    if channels % simd:
+        raise ValueError(f"{name}: SIMD={simd} must divide the {channels} channels")
+    oh, ow = (ih - kh) // sh + 1, (iw - kw) // sw + 1
+    depth = 1 << int(np.ceil(np.log2((kh + sh) * iw * (channels // simd))))
+    params = {"IFM_H": ih, "IFM_W": iw, "C": channels, "SIMD": simd, "K_H": kh, "K_W": kw,
+              "S_H": sh, "S_W": sw, "OFM_H": oh, "OFM_W": ow, "ELEM_W": elem_w,
+              "DEPTHWISE": int(depthwise), "DEPTH": depth, "RAM_STYLE": ram_style}
+    return Unit(name, "swg", params, simd * elem_w, simd * elem_w)
+
+
+def pool(name: str, channels: int, pe: int, kk: int, elem_w: int, signed: bool = False) -> Unit:
+    """Max over ``kk`` window beats per channel group."""
+    if channels % pe:
+        raise ValueError(f"{name}: PE={pe} must divide the {channels} channels")
+    return Unit(name, "pool", {"C": channels, "PE": pe, "KK": kk, "ELEM_W": elem_w,
+                               "SIGNED": int(signed)}, pe * elem_w, pe * elem_w)
+
+
+def label_select(name: str, labels: int, pe: int, elem_w: int, signed: bool,
+                 out_w: int = 8) -> Unit:
+    """Top-1 index of ``labels`` values."""
+    if labels % pe:
+        raise ValueError(f"{name}: PE={pe} must divide the {labels} labels")
+    return Unit(name, "label_select", {"LABELS": labels, "PE": pe, "ELEM_W": elem_w,
+                                       "SIGNED": int(signed), "OUT_W": out_w}, pe * elem_w, out_w)
+
+
+def fifo(name: str, width: int, depth: int = 2) -> Unit:
+    return Unit(name, "fifo", {"WIDTH": width, "DEPTH": depth}, width, width)
+
+
+def dwc(name: str, in_w: int, out_w: int) -> Unit:
+    return Unit(name, "dwc", {"IN_W": in_w, "OUT_W": out_w}, in_w, out_w)
+
+
+# ---- numpy models ------------------------------------------------------------------------------
+
+def thresholding_ref(x: np.ndarray, thresholds: np.ndarray, out_bias: int = 0) -> np.ndarray:
+    """(N, C) inputs -> out_bias + #(x[n, c] >= T[c, i])."""
+    t = np.asarray(thresholds, dtype=np.int64)
+    return out_bias + (np.asarray(x, np.int64)[:, :, None] >= t[None]).sum(-1)
+
+
+def swg_ref(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], simd: int,
+            depthwise: bool = False) -> np.ndarray:
+    """The window stream of (N, H, W, C) maps: (beats, SIMD) elements in the unit's order."""
+    n, ih, iw, c = x.shape
+    (kh, kw), (sh, sw) = kernel, stride
+    oh, ow = (ih - kh) // sh + 1, (iw - kw) // sw + 1
+    out = []
+    for f in range(n):
+        for oy in range(oh):
+            for ox in range(ow):
+                win = x[f, oy * sh:oy * sh + kh, ox * sw:ox * sw + kw, :]  # (kh, kw, C)
+                win = win.reshape(kh, kw, c // simd, simd)
+                if depthwise:
+                    win = win.transpose(2, 0, 1, 3)
+                out.append(win.reshape(-1, simd))
+    return np.concatenate(out)
+
+
+def pool_ref(windows: np.ndarray, kk: int, pe: int) -> np.ndarray:
+    """Stream of (cf, k, pe)-ordered window beats (B, PE) -> maxima (B / kk, PE)."""
+    return np.asarray(windows).reshape(-1, kk, pe).max(axis=1)
+
+
+def label_select_ref(x: np.ndarray) -> np.ndarray:
+    """(N, labels) -> index of the first maximum per row."""
+    return np.argmax(np.asarray(x), axis=1)
+
+
+def beats_of(elements: np.ndarray, per_beat: int, width: int) -> list[int]:
+    """Pack a flat stream of (two's complement) elements, ``per_beat`` per beat."""
+    codes = hwm.twos(np.asarray(elements).reshape(-1, per_beat), width)
+    return [hwm.pack(row, width) for row in codes]
+
+
+def elements_of(beats: list[int], per_beat: int, width: int, signed: bool = False) -> np.ndarray:
+    """Inverse of :func:`beats_of`: (beats, per_beat) elements."""
+    out = np.stack([hwm.unpack(b, per_beat, width) for b in beats]) if beats else \
+        np.zeros((0, per_beat), np.int64)
+    return hwm.signed(out, width) if signed else out
