@@ -1,6 +1,6 @@
 """Stitch a chain of streaming units into one accelerator top module.
 
-:func:`chain` puts a FIFO between every pair of units (``fifo_depth``; in_tready and out_tvalid
+:func:`chain` puts a FIFO between every pair of units (in_tready and out_tvalid
 of a FIFO are registers, so no combinational path crosses a unit boundary) and a data-width
 converter wherever the producer's beat differs from the consumer's, as FINN's InsertDWC and
 InsertFIFO do. :func:`write` emits ``<top>.sv`` and every unit's memory files into one directory;
@@ -19,15 +19,26 @@ from hw import units
 log = logging.getLogger(__name__)
 
 
+def fifo_depth_for(prev: units.Unit, unit: units.Unit, minimum: int) -> int:
+    """Depth of the FIFO in front of ``unit``: a matrix unit reads its input vector only while
+    computing its first row group, so the FIFO holds one whole vector (in the producer's beats)
+    plus one beat, letting the producer run ahead by a vector; otherwise ``minimum``."""
+    if unit.module == "mvtu" and unit.params["MH"] > unit.params["PE"]:
+        bits = unit.params["MW"] * unit.params["IN_W"]
+        return max(minimum, -(-bits // prev.out_width) + 1)
+    return minimum
+
+
 def chain(nodes: list[units.Unit], fifo_depth: int = 2) -> list[units.Unit]:
-    """``nodes`` with FIFOs and width converters between consecutive ones."""
+    """``nodes`` with FIFOs (at least ``fifo_depth`` deep, see :func:`fifo_depth_for`) and width
+    converters between consecutive ones."""
     if not nodes:
         raise ValueError("nothing to stitch: no units")
     out: list[units.Unit] = []
     for i, u in enumerate(nodes):
         if i:
             prev = out[-1]
-            out.append(units.fifo(f"fifo_{i}", prev.out_width, fifo_depth))
+            out.append(units.fifo(f"fifo_{i}", prev.out_width, fifo_depth_for(prev, u, fifo_depth)))
             if prev.out_width != u.in_width:
                 out.append(units.dwc(f"dwc_{i}", prev.out_width, u.in_width))
         out.append(u)

@@ -115,6 +115,17 @@ def swg(name: str, ifm: tuple[int, int], channels: int, simd: int, kernel: tuple
     return Unit(name, "swg", params, simd * elem_w, simd * elem_w)
 
 
+def fmpadding(name: str, ifm: tuple[int, int], channels: int, simd: int, elem_w: int,
+              pads: tuple[int, int, int, int]) -> Unit:
+    """Zero padding of an ``ifm`` (H, W) map; ``pads`` = (top, left, bottom, right)."""
+    if channels % simd:
+        raise ValueError(f"{name}: SIMD={simd} must divide the {channels} channels")
+    t, l, b, r = pads
+    return Unit(name, "fmpadding", {"IFM_H": ifm[0], "IFM_W": ifm[1], "C": channels,
+                                    "SIMD": simd, "ELEM_W": elem_w, "PAD_T": t, "PAD_L": l,
+                                    "PAD_B": b, "PAD_R": r}, simd * elem_w, simd * elem_w)
+
+
 def pool(name: str, channels: int, pe: int, kk: int, elem_w: int, signed: bool = False) -> Unit:
     """Max over ``kk`` window beats per channel group."""
     if channels % pe:
@@ -164,6 +175,12 @@ def swg_ref(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], sim
                     win = win.transpose(2, 0, 1, 3)
                 out.append(win.reshape(-1, simd))
     return np.concatenate(out)
+
+
+def fmpadding_ref(x: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
+    """(N, H, W, C) -> zero-padded (N, H + top + bottom, W + left + right, C)."""
+    t, l, b, r = pads
+    return np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
 
 
 def pool_ref(windows: np.ndarray, kk: int, pe: int) -> np.ndarray:

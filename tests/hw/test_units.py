@@ -1,5 +1,5 @@
-"""Every streaming unit besides the matrix unit (thresholding, sliding window, pooling, label
-select, FIFO, width converter) against its numpy model, over parameter sets with PE=1/SIMD=1,
+"""Every streaming unit besides the matrix unit (thresholding, padding, sliding window, pooling,
+label select, FIFO, width converter) against its numpy model, over parameter sets with PE=1/SIMD=1,
 non-power-of-two sizes, and random valid gaps with ready back-pressure; plus a stitched chain of
 all of them."""
 
@@ -85,6 +85,22 @@ def test_swg(tmp_path: Path, case, flow) -> None:
     if p_valid == p_ready == 1.0:  # one beat per cycle on the busier side, after the fill
         assert cycles <= max(len(want), n * h * w * c // simd) + (k + 1) * w * (c // simd) + 8, \
             cycles
+
+
+@pytest.mark.parametrize("case", [(4, 4, 2, 1, 1, (1, 1, 1, 1)), (3, 5, 4, 2, 8, (2, 0, 1, 3)),
+                                  (2, 2, 3, 3, 1, (0, 1, 0, 0))],
+                         ids=lambda c: "h{}w{}c{}simd{}e{}".format(*c[:5]))
+@pytest.mark.parametrize("flow", FLOWS, ids=["full", "backpressure"])
+def test_fmpadding(tmp_path: Path, case, flow) -> None:
+    h, w, c, simd, elem_w, pads = case
+    p_valid, p_ready, seed = flow
+    rng = np.random.default_rng(seed)
+    x = rng.integers(1, 1 << elem_w, (3, h, w, c)) if elem_w > 1 else rng.integers(0, 2, (3, h, w, c))
+    want = units.fmpadding_ref(x, pads)
+    unit = units.fmpadding("p", (h, w), c, simd, elem_w, pads)
+    got, _ = simulate(unit, units.beats_of(x, simd, elem_w), want.size // simd, tmp_path, seed,
+                      p_valid, p_ready)
+    assert_equal(units.elements_of(got, simd, elem_w).reshape(want.shape), want)
 
 
 @pytest.mark.parametrize("case", [(64, 64, 4, 1, 0), (6, 2, 4, 1, 0), (6, 3, 9, 4, 1),
