@@ -41,8 +41,21 @@ def version() -> str:
     return out.stdout.strip().splitlines()[0] if out.stdout else "yosys (unknown version)"
 
 
-def parse_stat(text: str) -> dict[str, float]:
-    """Cell counts of a ``stat`` report -> LUT, FF, BRAM36 (RAMB18 = 0.5), DSP, LUTRAM, CARRY."""
+#: LUTs a distributed-RAM / shift-register primitive occupies (7-series and UltraScale)
+MEMORY_LUTS = {"RAM32X1S": 1, "RAM32X1D": 2, "RAM64X1S": 1, "RAM64X1D": 2, "RAM128X1S": 2,
+               "RAM128X1D": 4, "RAM256X1S": 4, "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8,
+               "RAM64M8": 8, "SRL16E": 1, "SRLC32E": 1}
+
+
+def parse_stat(text: str) -> dict[str, Any]:
+    """Cell counts of a ``stat`` report -> LUT (logic LUTs plus LUTs used as memory, as Vivado
+    counts them), LUT_logic, LUTRAM (LUTs as memory), FF, BRAM36 (RAMB18 = 0.5), DSP, CARRY.
+
+    A hierarchical design's report lists every module and then the whole design under
+    "design hierarchy": only that total is counted.
+    """
+    if "=== design hierarchy ===" in text:
+        text = text[text.index("=== design hierarchy ==="):]
     cells: dict[str, int] = {}
     for m in re.finditer(r"^\s+(\w+)\s+(\d+)\s*$", text, re.M):
         cells[m.group(1)] = cells.get(m.group(1), 0) + int(m.group(2))
@@ -50,10 +63,11 @@ def parse_stat(text: str) -> dict[str, float]:
     def total(pattern: str) -> int:
         return sum(n for c, n in cells.items() if re.fullmatch(pattern, c))
 
-    lutram = total(r"RAM\d+[MSX]\w*") + total(r"RAM\d+X1[SD]\w*")
-    return {"LUT": total(r"LUT\d"), "FF": total(r"FD\w+"),
+    lutram = sum(MEMORY_LUTS[c] * n for c, n in cells.items() if c in MEMORY_LUTS)
+    logic = total(r"LUT\d")
+    return {"LUT": logic + lutram, "LUT_logic": logic, "LUTRAM": lutram, "FF": total(r"FD\w+"),
             "BRAM36": total(r"RAMB36\w*") + 0.5 * total(r"RAMB18\w*"),
-            "DSP": total(r"DSP\w+"), "LUTRAM": lutram, "CARRY": total(r"CARRY\w*"),
+            "DSP": total(r"DSP\w+"), "CARRY": total(r"CARRY\w*"),
             "cells": dict(sorted(cells.items()))}
 
 
@@ -65,7 +79,7 @@ def synth(top: str, sources: list[Path], params: dict[str, Any], family: str = "
     workdir = Path(workdir or tempfile.mkdtemp(prefix="bnnforge_yosys_"))
     chparam = " ".join(f"-set {k} {v}" if not isinstance(v, str) else f'-set {k} "{v}"'
                        for k, v in params.items())
-    script = "; ".join([*(f"read_verilog -sv {Path(s).resolve()}" for s in sources),
+    script = "; ".join([*(f"read_verilog -defer -sv {Path(s).resolve()}" for s in sources),
                         f"chparam {chparam} {top}" if chparam else "",
                         f"synth_xilinx -family {fam} -top {top}", "tee -q -o stat.txt stat"])
     proc = subprocess.run([*yosys_cmd(), "-q", "-p", script], cwd=workdir, capture_output=True,

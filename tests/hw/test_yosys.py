@@ -23,8 +23,27 @@ def test_parse_stat_counts_xilinx_cells() -> None:
      DSP48E1  2
 """
     res = yosys.parse_stat(text)
-    assert (res["LUT"], res["FF"], res["BRAM36"], res["DSP"], res["LUTRAM"], res["CARRY"]) == (
-        7, 8, 2.5, 2, 2, 2)
+    # RAM32M: 4 LUTs each, counted in LUT as Vivado does
+    assert (res["LUT"], res["LUT_logic"], res["FF"], res["BRAM36"], res["DSP"], res["LUTRAM"],
+            res["CARRY"]) == (15, 7, 8, 2.5, 2, 8, 2)
+
+
+def test_parse_stat_counts_a_hierarchy_once() -> None:
+    """A hierarchical report lists each module, then the whole design: only the total counts."""
+    text = """=== sub ===
+     LUT6  4
+     RAMB18E1  1
+=== top ===
+     LUT2  1
+     sub  2
+=== design hierarchy ===
+   Number of cells:  11
+     LUT2  1
+     LUT6  8
+     RAMB18E1  2
+"""
+    res = yosys.parse_stat(text)
+    assert (res["LUT"], res["BRAM36"]) == (9, 1.0)
 
 
 @pytest.mark.yosys
