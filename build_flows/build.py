@@ -31,6 +31,11 @@ from build_flows import checks, finn_env, reports, verify, vivado  # noqa: E402
 from build_flows.boards import BOARDS, get_board  # noqa: E402
 from build_flows.checks import BuildError  # noqa: E402
 
+#: steps whose output graph equals their input (nothing to verify against the reference)
+UNVERIFIED = ("estimates", "rtl", "rtlsim", "resources")
+#: cfg.hw entry -> the step that produces it
+HW_RESULTS = {"rtl": "rtl", "rtlsim": "rtlsim", "performance": "rtlsim", "resources": "resources"}
+
 log = logging.getLogger("build_flows.build")
 
 
@@ -96,7 +101,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     checks.check_padding(original)
 
     cfg = S.BuildConfig(out=out, board=board, clock_ns=clock, target_fps=args.target_fps,
-                        folding_config=folding_cfg, mvau_wwidth_max=args.mvau_wwidth_max)
+                        folding_config=folding_cfg, mvau_wwidth_max=args.mvau_wwidth_max,
+                        per_node=args.per_node)
     dirs = step_dirs(out)
     names = S.STEP_NAMES
     start = 0
@@ -120,6 +126,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cfg.host_postproc = state.get("host_postproc", [])
         cfg.estimates = state.get("estimates", {})
         cfg.host_nodes = state.get("host_nodes", [])
+        cfg.hw = {k: v for k, v in state.get("hw", {}).items()
+                  if k in HW_RESULTS and names.index(HW_RESULTS[k]) < start}
         model = checks.load_onnx(dirs[start - 1] / "model.onnx")
         log.info("resuming after step %s", names[start - 1])
     else:
@@ -133,6 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     except Exception as exc:
         raise BuildError(f"{model_path}: qonnx cannot execute the model: "
                          f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+    cfg.inputs = inputs
     log.info("verifying on %d %s", len(inputs.images), inputs.source)
     total = 0.0
     for d in dirs[:start]:
@@ -151,7 +160,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 model = fn(model, cfg)
                 save_step(model, d)
                 result = None
-                if ref is not None and name != "estimates":
+                if ref is not None and name not in UNVERIFIED:
                     result = verify.verify_step(name, model, inputs, ref,
                                                 uint8_input=i >= names.index("pre_post"))
         except BuildError:
@@ -171,7 +180,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         state_path.write_text(json.dumps({"model_sha256": digest,
                                           "host_postproc": cfg.host_postproc,
                                           "host_nodes": cfg.host_nodes,
-                                          "estimates": cfg.estimates}, default=float))
+                                          "estimates": cfg.estimates, "hw": cfg.hw},
+                                         default=float))
         log.info("[%2d/%d] %-20s %6.1f s  (total %6.1f s)%s", i + 1, len(names), name, secs,
                  total, f"  verified: {result.kind}" if result else "")
 
@@ -199,7 +209,11 @@ def make_report(args: argparse.Namespace, out: Path, model_path: Path, board: An
         "host_nodes": cfg.host_nodes,
         "verification": {"inputs": inputs.source,
                          "labels": None if inputs.labels is None else inputs.labels.tolist(),
-                         "steps": [s["verification"] for s in done if s["verification"]]},
+                         "steps": [s["verification"] for s in done if s["verification"]],
+                         "rtlsim": cfg.hw.get("rtlsim")},
+        "rtl": cfg.hw.get("rtl"),
+        "performance": cfg.hw.get("performance"),
+        "resources": cfg.hw.get("resources"),
         "bitfile": {"path": None, "reason": "the build stopped before the last open step"},
         "steps": [{"name": s["step"], "seconds": s["seconds"]} for s in done],
     }
@@ -224,6 +238,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--to-step", choices=STEP_NAMES)
     ap.add_argument("--resume", action="store_true", help="restart after the last finished step")
     ap.add_argument("--mvau-wwidth-max", type=int, default=36)
+    ap.add_argument("--per-node", action="store_true",
+                    help="Yosys resources per unit as well as for the stitched top")
     ap.add_argument("-v", "--verbose", action="store_true")
     return ap
 
@@ -246,6 +262,21 @@ def main(argv: list[str] | None = None) -> int:
         log.info("estimated %s FPS at %s ns (bottleneck %s, %d cycles); report: %s",
                  f"{est['estimated_fps']:,.0f}", report["clock_ns"], est["bottleneck"],
                  est["max_cycles"], Path(args.out) / "report.json")
+    perf, res = report.get("performance"), report.get("resources")
+    sim = report["verification"].get("rtlsim")
+    if sim:
+        log.info("rtlsim: %d samples, %d mismatches", sim["samples"], sim["mismatches"])
+        if "accuracy_rtlsim" in sim:
+            log.info("accuracy on these %d test images: %.1f %% in rtlsim, %.1f %% in software "
+                     "(FINN's execution of the same graph)", sim["samples"],
+                     100 * sim["accuracy_rtlsim"], 100 * sim["accuracy_finn"])
+    if perf:
+        log.info("measured %.0f cycles per frame (estimate %s), %s FPS at %.0f MHz, latency %d "
+                 "cycles", perf["cycles_per_frame"], perf["estimated_cycles_per_frame"],
+                 f"{perf['fps']:,.0f}", perf["fclk_mhz"], perf["latency_cycles"])
+    if res:
+        log.info("resources: %d LUT, %d FF, %.1f BRAM36, %d DSP (%s)", res["LUT"], res["FF"],
+                 res["BRAM36"], res["DSP"], res["tool"])
     bit = report["bitfile"]
     if bit.get("path") is None:
         log.info("no bitfile: %s", bit.get("reason"))

@@ -77,6 +77,33 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     for s in ver.get("steps", []):
         lines.append(f"| {s['step']} | {s['samples']} | {s['mismatches']} | "
                      f"{s['max_error']:.3g} | {s['kind']} |")
+    sim, perf, res = ver.get("rtlsim"), report.get("performance"), report.get("resources")
+    if sim:
+        lines += ["", f"Stitched rtlsim (Verilator, our RTL): {sim['samples']} samples "
+                  f"({sim.get('inputs', '')}), {sim['mismatches']} mismatches against FINN's "
+                  "execution of the dataflow graph"
+                  + (f"; accuracy {100 * sim['accuracy_rtlsim']:.1f} % (rtlsim), "
+                     f"{100 * sim['accuracy_finn']:.1f} % (FINN)" if "accuracy_rtlsim" in sim
+                     else "") + "."]
+    if perf:
+        est = perf.get("estimated_cycles_per_frame")
+        lines += ["", "| performance | measured (rtlsim) | FINN estimate |", "|---|---|---|",
+                  f"| cycles per frame | {perf['cycles_per_frame']:,.1f} | "
+                  f"{est if est is None else f'{est:,}'} |",
+                  f"| latency (cycles) | {perf['latency_cycles']:,} | "
+                  f"{perf.get('estimated_latency_cycles') or ''} |",
+                  f"| FPS at {perf['fclk_mhz']:.0f} MHz | {perf['fps']:,.0f} | "
+                  f"{perf['estimated_fps'] or 0:,.0f} |"]
+    if res:
+        fe = res.get("finn_estimate") or {}
+        lines += ["", f"Resources: {res['tool']}.", "",
+                  "| resource | Yosys | % of part | FINN estimate |", "|---|---|---|---|"]
+        for k in ("LUT", "FF", "BRAM36", "DSP"):
+            lines.append(f"| {k} | {res[k]:,} | {res['percent'][k]:.1f} | "
+                         f"{'' if fe.get(k) is None else f'{fe[k]:,.0f}'} |")
+        for r in res.get("per_node", []):
+            lines.append(f"| {r['name']} ({r['module']}) | {r['LUT']:,} LUT, {r['FF']:,} FF, "
+                         f"{r['BRAM36']} BRAM36 | | |")
     lines += ["", "| step | seconds |", "|---|---|"]
     lines += [f"| {s['name']} | {s['seconds']:.1f} |" for s in report.get("steps", [])]
     bit = report.get("bitfile")

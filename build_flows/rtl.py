@@ -145,3 +145,53 @@ def node_rtlsim(model: Any, node: Any, frames: int, workdir: Path, seed: int = 0
     return {"node": node.name, "vectors": n_vec, "mismatches": int(len(bad)),
             "first_mismatch": first, "cycles": cycles,
             "cycles_per_frame": cycles / frames, "params": p}
+
+
+def _reorder_k_c(t: np.ndarray, kk: int, fold: int) -> np.ndarray:
+    """(..., KK * C) in FINN's tensor order (k, c) -> stream order (cf, k, fold)."""
+    lead = t.shape[:-1]
+    c = t.shape[-1] // kk
+    return t.reshape(*lead, kk, c // fold, fold).swapaxes(-3, -2).reshape(*lead, kk * c)
+
+
+def unit_rtlsim(model: Any, node: Any, frames: int, workdir: Path, seed: int = 0,
+                p_valid: float = 1.0, p_ready: float = 1.0) -> dict[str, Any]:
+    """Node-level rtlsim of any node our accelerator maps (:func:`build_flows.accel.node_unit`):
+    random input frames in the node's input datatype, our unit in Verilator, every output element
+    compared with FINN's Python execution of the node (first mismatch with frame and position)."""
+    from build_flows import accel
+    from hw import units
+
+    finn_env.prepare()
+    from finn.util.verification import despecialize_model
+    from qonnx.custom_op.registry import getCustomOp
+
+    idt = model.get_tensor_datatype(node.input[0])
+    elem_in = accel.dtype_elem(idt)
+    unit, elem_out = accel.node_unit(model, node, elem_in)
+    rng = np.random.default_rng(seed)
+    shape = model.get_tensor_shape(node.input[0])
+    x = rng.integers(int(idt.min()), int(idt.max()) + 1, (frames, *shape[1:])).astype(np.float32)
+    if elem_in.bipolar:
+        x = 2 * rng.integers(0, 2, x.shape).astype(np.float32) - 1
+    plain = despecialize_model(model)
+    ref = np.stack([finn_node_output(plain, node, x[f:f + 1])[0] for f in range(frames)])
+    inst = getCustomOp(node)
+    stream_in, stream_ref = x, ref
+    if unit.module == "pool":  # window elements arrive as (cf, k, pe)
+        stream_in = _reorder_k_c(x, unit.params["KK"], unit.params["PE"])
+    if unit.module == "swg" and unit.params["DEPTHWISE"]:
+        kk = unit.params["K_H"] * unit.params["K_W"]
+        stream_ref = _reorder_k_c(ref, kk, inst.get_nodeattr("SIMD"))
+    per_in = unit.in_width // elem_in.width
+    beats = units.beats_of(accel.encode(stream_in, elem_in).reshape(-1), per_in, elem_in.width)
+    per_out = unit.out_width // elem_out.width
+    n_out = stream_ref.size // per_out
+    workdir.mkdir(parents=True, exist_ok=True)
+    files = unit.write_memories(workdir)
+    sim = verilator.build(unit.module, [unit.source], {**unit.params, **files})
+    got, cycles, _ = verilator.run(sim, beats, n_out, workdir, seed=seed, p_valid=p_valid,
+                                   p_ready=p_ready)
+    out = accel.decode(units.elements_of(got, per_out, elem_out.width), elem_out)
+    cmp = accel.compare(out.reshape(frames, -1), stream_ref.reshape(frames, -1))
+    return {"node": node.name, "module": unit.module, **cmp, "cycles": cycles}

@@ -3,8 +3,9 @@
 Order (:data:`STEPS`): ``qonnx_to_finn`` -> ``tidy_up`` -> ``pre_post`` (uint8 input scaling,
 top-1 output) -> ``streamline`` -> ``xnor_popcount`` -> ``round_thresholds`` -> ``hw_layers`` ->
 ``dataflow_partition`` -> ``specialize`` -> ``folding`` -> ``minimize_bit_width`` ->
-``estimates``. The runner (:mod:`build_flows.build`) verifies the graph after each step and writes
-it to ``out/steps/NN_<name>/``. Steps only call finn-plus/qonnx transformations; nothing here needs
+``estimates`` -> ``rtl`` -> ``rtlsim`` -> ``resources`` (the last three in
+:mod:`build_flows.hw_steps`: our RTL, Verilator and Yosys). The runner
+(:mod:`build_flows.build`) verifies the graph after each step and writes it to ``out/steps/NN_<name>/``. Steps only call finn-plus/qonnx transformations; nothing here needs
 Vivado.
 """
 
@@ -56,6 +57,9 @@ class BuildConfig:
     host_postproc: list[str] = field(default_factory=list)
     host_nodes: list[str] = field(default_factory=list)
     estimates: dict[str, Any] = field(default_factory=dict)
+    hw: dict[str, Any] = field(default_factory=dict)  # rtl, rtlsim, performance, resources
+    inputs: Any = None  # verify.Inputs: the verification images (rtlsim)
+    per_node: bool = False  # resources per unit too
 
     @property
     def work_dir(self) -> Path:
@@ -247,6 +251,9 @@ STEPS: list[tuple[str, ModelStep]] = [
     ("minimize_bit_width", step_minimize_bit_width),
     ("estimates", step_estimates),
 ]
+from build_flows.hw_steps import HW_STEPS  # noqa: E402  (they use this module's helpers)
+
+STEPS += HW_STEPS
 STEP_NAMES = [name for name, _ in STEPS]
 
 

@@ -12,12 +12,13 @@ import pytest
 from models.binarize import METHODS
 from tests.build_flows.conftest import export_for_build, run_build
 
-pytestmark = pytest.mark.finn
+pytestmark = [pytest.mark.finn, pytest.mark.verilator]
 
 CONFIGS = Path(__file__).resolve().parents[2] / "build_flows" / "configs"
 OPEN_STEPS = ["qonnx_to_finn", "tidy_up", "pre_post", "streamline", "xnor_popcount",
               "round_thresholds", "hw_layers", "dataflow_partition", "specialize", "folding",
-              "minimize_bit_width", "estimates"]
+              "minimize_bit_width", "estimates", "rtl", "rtlsim"]
+GRAPH_STEPS = OPEN_STEPS[:OPEN_STEPS.index("estimates")]
 
 
 def one_line_error(capsys, message: str) -> bool:
@@ -30,14 +31,20 @@ def one_line_error(capsys, message: str) -> bool:
 def check_report(report: dict, samples: int) -> None:
     assert [s["name"] for s in report["steps"]] == OPEN_STEPS
     ver = report["verification"]
-    assert [s["step"] for s in ver["steps"]] == OPEN_STEPS[:-1]
+    assert [s["step"] for s in ver["steps"]] == GRAPH_STEPS
     assert all(s["samples"] == samples and s["mismatches"] == 0 for s in ver["steps"])
+    sim = ver["rtlsim"]  # the stitched accelerator in Verilator, every output equal
+    assert sim["samples"] == samples and sim["mismatches"] == 0 and sim["first_mismatch"] is None
+    perf = report["performance"]
+    assert perf["estimated_cycles_per_frame"] == report["estimates"]["max_cycles"]
+    assert perf["cycles_per_frame"] >= perf["estimated_cycles_per_frame"] * 0.99
+    assert perf["fps"] == pytest.approx(perf["fclk_mhz"] * 1e6 / perf["cycles_per_frame"])
     assert "test images" in ver["inputs"]
     est = report["estimates"]
     assert est["max_cycles"] > 0 and est["estimated_fps"] > 0 and est["total"]["LUT"] > 0
     mvaus = [r for r in report["folding"] if r["op_type"].startswith("MVAU")]
     assert mvaus and all(r["PE"] >= 1 and r["SIMD"] >= 1 and r["cycles"] > 0 for r in mvaus)
-    assert report["bitfile"]["path"] is None and "Vivado" in report["bitfile"]["reason"]
+    assert report["bitfile"]["path"] is None  # no Vivado here (and these builds stop at rtlsim)
     assert report["part"] == "xc7z020clg400-1" and report["clock_ns"] == 10.0
 
 
@@ -48,7 +55,8 @@ def test_tfc_every_method(tmp_path: Path, build_models, method: str) -> None:
                            "--board", "Pynq-Z2", "--target-fps", "100000", "--verify-samples", 10)
     assert rc == 0
     check_report(report, 10)
-    for name in ("report.md", "cycles.png", "steps/12_estimates/dataflow.onnx"):
+    for name in ("report.md", "cycles.png", "steps/12_estimates/dataflow.onnx", "rtl/accel.sv",
+                 "rtl/accel.f"):
         assert (out / name).is_file(), name
     if method in ("xnor", "stochastic", "bnn_plus", "bbg"):  # per-class alpha in the last layer
         assert report["host_nodes"], "per-channel scaled logits run on the host"
@@ -66,14 +74,32 @@ def test_cnv_every_method(tmp_path: Path, build_models, method: str) -> None:
     check_report(report, 5)
     if method == "bnn":
         assert report["estimates"]["max_cycles"] == 32768
+        assert report["performance"]["cycles_per_frame"] <= 32768 * 1.05
     kinds = {r["op_type"] for r in report["folding"]}
     assert {"MVAU_hls", "ConvolutionInputGenerator_rtl"} <= kinds
 
 
+def check_resources(report: dict) -> None:
+    res = report["resources"]
+    assert res["tool"].startswith("Yosys") and "synth_xilinx -family xc7" in res["tool"]
+    assert res["LUT"] > 0 and res["FF"] > 0 and res["BRAM36"] > 0
+    assert res["percent"]["LUT"] == pytest.approx(100 * res["LUT"] / 53200)
+    assert res["finn_estimate"]["LUT"] == report["estimates"]["total"]["LUT"]
+    assert "Vivado" in report["bitfile"]["reason"]  # the whole open flow ran; no Vivado here
+
+
+@pytest.mark.yosys
 def test_published_tfc_folding(tmp_path: Path, build_models) -> None:
     rc, report = run_build("--model", build_models["tfc", "bnn"], "--out", tmp_path / "b",
-                           "--folding", CONFIGS / "tfc_w1a1.json", "--verify-samples", 3)
+                           "--folding", CONFIGS / "tfc_w1a1.json", "--verify-samples", 20,
+                           "--per-node", resources=True)
     assert rc == 0
+    assert report["verification"]["rtlsim"]["mismatches"] == 0
+    perf = report["performance"]  # published folding: 64 cycles per frame, 1.56 M FPS
+    assert 64 <= perf["cycles_per_frame"] <= 64 * 1.05 and perf["fps"] >= 1.5e6
+    check_resources(report)
+    assert {r["module"] for r in report["resources"]["per_node"]} == {"thresholding", "mvtu",
+                                                                     "label_select"}
     fold = {r["name"]: (r.get("PE"), r.get("SIMD")) for r in report["folding"]}
     assert [fold[f"MVAU_hls_{i}"] for i in range(4)] == [(16, 49), (8, 8), (8, 8), (10, 8)]
     assert report["estimates"]["max_cycles"] == 64
@@ -81,12 +107,19 @@ def test_published_tfc_folding(tmp_path: Path, build_models) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.yosys
 def test_published_cnv_folding(tmp_path: Path) -> None:
     model = export_for_build("cnv", "bnn", tmp_path / "cnv3.onnx", shape=(3, 32, 32),
                              dataset="cifar10")
     rc, report = run_build("--model", model, "--out", tmp_path / "b",
-                           "--folding", CONFIGS / "cnv_w1a1.json", "--verify-samples", 2)
+                           "--folding", CONFIGS / "cnv_w1a1.json", "--verify-samples", 3,
+                           resources=True)
     assert rc == 0
+    assert report["verification"]["rtlsim"]["mismatches"] == 0
+    perf = report["performance"]  # published folding: 32,768 cycles per frame, 3,052 FPS
+    assert 32768 <= perf["cycles_per_frame"] <= 32768 * 1.05 and perf["fps"] >= 3000
+    check_resources(report)  # the published BNN-PYNQ CNV: 26,072 LUT, 124 BRAM36 with its shell
+    assert report["resources"]["LUT"] <= 26072 and report["resources"]["BRAM36"] <= 124
     fold = {r["name"]: (r.get("PE"), r.get("SIMD")) for r in report["folding"]}
     assert [fold[f"MVAU_hls_{i}"] for i in range(9)] == [
         (16, 3), (32, 32), (16, 32), (16, 32), (4, 32), (1, 32), (1, 4), (1, 8), (5, 1)]
@@ -262,6 +295,7 @@ def test_explicit_padding_with_the_bit0_value_deploys(tmp_path: Path, method: st
     assert rc == 0
     assert any(r["op_type"].startswith("FMPadding") for r in report["folding"])
     assert all(s["mismatches"] == 0 for s in report["verification"]["steps"])
+    assert report["verification"]["rtlsim"]["mismatches"] == 0  # our padding unit included
 
 
 @pytest.mark.parametrize(("value", "message"), [

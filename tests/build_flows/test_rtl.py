@@ -1,5 +1,5 @@
-"""Node-level rtlsim: our XNOR matrix unit (Verilator) against FINN's Python execution of every
-binary MVAU of folded TFC and CNV graphs, with back-pressure, and its full-flow cycles."""
+"""Node-level rtlsim: our units (Verilator) against FINN's Python execution of every node of
+folded TFC and CNV graphs, with back-pressure, and the matrix unit's full-flow cycles."""
 
 from __future__ import annotations
 
@@ -61,3 +61,24 @@ def test_cnv_matrix_layers_match_finn(tmp_path: Path, build_models) -> None:
         assert res["params"]["XNOR"] == (0 if i == 0 else 1)
         if i == 0:
             assert res["params"]["IN_W"] == 8 and res["params"]["IN_SIGNED"] == 1
+
+
+@pytest.mark.parametrize("net", ["tfc", pytest.param("cnv", marks=pytest.mark.slow)])
+def test_every_other_node_type_matches_finn(tmp_path: Path, build_models, net: str) -> None:
+    """Thresholding and label select (TFC); the 8-bit input quantizer, sliding windows (standard
+    and depthwise), max pooling and label select (CNV): our unit against FINN's execution of the
+    node on random frames, with back-pressure."""
+    from build_flows import rtl
+
+    config = "tfc_w1a1.json" if net == "tfc" else "cnv_w1a1_1ch.json"
+    df = folded(tmp_path, build_models[net, "bnn"], config)
+    seen = set()
+    for i, node in enumerate(df.graph.node):
+        if node.op_type.startswith("MVAU"):
+            continue
+        res = rtl.unit_rtlsim(df, node, 2, tmp_path / node.name, seed=i, p_valid=0.7,
+                              p_ready=0.6)
+        assert res["mismatches"] == 0, (node.name, res["first_mismatch"])
+        seen.add(res["module"])
+    assert seen == ({"thresholding", "label_select"} if net == "tfc" else
+                    {"thresholding", "swg", "pool", "label_select"})

@@ -1,0 +1,151 @@
+"""Build steps after folding that need no Vivado: our RTL for the folded dataflow graph, its
+stitched Verilator simulation on the verification images, and Yosys resource estimates.
+
+* ``rtl``: one unit per node (:mod:`build_flows.accel`), stitched with FIFOs and width converters
+  into ``out/rtl/accel.sv`` with its memory files and ``accel.f``; compiled with Verilator.
+* ``rtlsim``: the verification images through the simulated accelerator (full flow); every
+  output must equal FINN's Python execution of the dataflow graph (first mismatch reported with
+  sample and position). Steady-state cycles per frame, latency and FPS beside FINN's estimate.
+* ``resources``: Yosys ``synth_xilinx`` for the board's family on the stitched top (and per unit
+  with ``--per-node``): LUT, FF, BRAM36, DSP and percentages of the part, beside FINN's estimate.
+
+Results go to ``cfg.hw`` (kept in ``state.json``, so a resumed build reports them).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from build_flows import accel, steps
+from build_flows.checks import BuildError
+
+log = logging.getLogger(__name__)
+
+
+def rtl_dir(cfg: steps.BuildConfig) -> Path:
+    return cfg.out / "rtl"
+
+
+def frames_for(model: Any, images: np.ndarray) -> np.ndarray:
+    """uint8 images (N, C, H, W) in the dataflow graph's input layout (NHWC for 4-D inputs)."""
+    shape = model.get_tensor_shape(model.graph.input[0].name)
+    x = images.astype(np.float32)
+    if len(shape) == 4:
+        x = x.transpose(0, 2, 3, 1)
+    return x.reshape(len(x), *shape[1:])
+
+
+def _host_free(model: Any) -> None:
+    nodes = [n for n in model.graph.node if n.op_type != "StreamingDataflowPartition"]
+    if model.get_nodes_by_op_type("StreamingDataflowPartition") and nodes:
+        names = ", ".join(f"{n.name} ({n.op_type})" for n in nodes[:3])
+        log.info("host nodes outside the accelerator (%s) run in software and are not simulated",
+                 names)
+
+
+def step_rtl(model: Any, cfg: steps.BuildConfig) -> Any:
+    """Generate our RTL for every node, stitch it and compile the simulation."""
+    child = steps.dataflow_model(model)
+    _host_free(model)
+    acc = accel.build(child, rtl_dir(cfg))
+    cfg.hw["rtl"] = {"directory": str(acc.directory), "top": "accel",
+                     "units": len(child.graph.node), "stages": len(acc.stages),
+                     "filelist": str(acc.directory / "accel.f"),
+                     "verilator_build_seconds": round(acc.build_seconds, 1)}
+    return model
+
+
+def step_rtlsim(model: Any, cfg: steps.BuildConfig) -> Any:
+    """Stitched rtlsim on the verification images; exact comparison; performance."""
+    child = steps.dataflow_model(model)
+    acc = accel.build(child, rtl_dir(cfg))  # cached by sources: no recompilation
+    inputs = cfg.inputs
+    images = inputs.images if inputs is not None and len(inputs.images) else None
+    if images is None:  # no verification images: seeded random frames, for timing only
+        rng = np.random.default_rng(0)
+        shape = child.get_tensor_shape(child.graph.input[0].name)
+        images = rng.integers(0, 256, (4, *shape[1:])).astype(np.uint8)
+        frames = images.astype(np.float32)
+    else:
+        frames = frames_for(child, images)
+    t0 = time.time()
+    est, lat = cfg.estimates.get("max_cycles"), cfg.estimates.get("latency_cycles")
+    limit = 4 * (lat + len(frames) * est) + 100_000 if est and lat else None  # a deadlock guard
+    got, timing = accel.simulate(acc, frames, max_cycles=limit)
+    ref = accel.finn_outputs(child, frames)
+    result = accel.compare(got, ref)
+    result["seconds"] = round(time.time() - t0, 1)
+    result["inputs"] = inputs.source if inputs is not None and len(inputs.images) else "random"
+    if inputs is not None and inputs.labels is not None and got.shape[1] == 1:
+        labels = inputs.labels[:len(got)]
+        result["accuracy_rtlsim"] = float(np.mean(got[:, 0] == labels))
+        result["accuracy_finn"] = float(np.mean(ref[:, 0] == labels))
+    cfg.hw["rtlsim"] = result
+    fclk = 1e3 / cfg.clock_ns
+    cfg.hw["performance"] = {
+        "cycles_per_frame": timing["cycles_per_frame"], "latency_cycles": timing["latency_cycles"],
+        "frames": timing["frames"], "fclk_mhz": fclk,
+        "fps": fclk * 1e6 / timing["cycles_per_frame"],
+        "estimated_cycles_per_frame": est,
+        "estimated_latency_cycles": cfg.estimates.get("latency_cycles"),
+        "estimated_fps": cfg.estimates.get("estimated_fps"),
+        "simulated_cycles": timing["cycles"], "sim_seconds": timing["sim_seconds"]}
+    if result["mismatches"]:
+        f = result["first_mismatch"]
+        raise BuildError(f"rtlsim: {result['mismatches']} outputs differ from FINN's execution "
+                         f"of the dataflow graph; first at sample {f['sample']}, position "
+                         f"{f['position']}: rtl {f['rtl']}, FINN {f['finn']:g} "
+                         f"(RTL in {acc.directory})")
+    log.info("rtlsim: %d samples, 0 mismatches; %.0f cycles per frame (FINN estimate %s), "
+             "%s FPS at %.0f MHz", result["samples"], timing["cycles_per_frame"], est,
+             f"{cfg.hw['performance']['fps']:,.0f}", fclk)
+    return model
+
+
+def step_resources(model: Any, cfg: steps.BuildConfig) -> Any:
+    """Yosys synthesis estimate of the stitched top (and of each unit with ``--per-node``)."""
+    from hw import stitch, yosys
+
+    child = steps.dataflow_model(model)
+    d = rtl_dir(cfg)
+    if not (d / "accel.f").is_file():
+        raise BuildError(f"{d / 'accel.f'} is missing: run the rtl step first")
+    sources = [Path(s) for s in (d / "accel.f").read_text().split()]
+    b = cfg.board
+    t0 = time.time()
+    try:
+        res = yosys.synth("accel", sources, {}, family=b.family, workdir=d)
+    except yosys.SynthError as exc:
+        raise BuildError(str(exc)) from exc
+    res.pop("cells", None)
+    res["seconds"] = round(time.time() - t0, 1)
+    res["percent"] = {"LUT": 100 * res["LUT"] / b.luts, "FF": 100 * res["FF"] / b.ffs,
+                      "BRAM36": 100 * res["BRAM36"] / b.bram36, "DSP": 100 * res["DSP"] / b.dsps}
+    total = cfg.estimates.get("total", {})
+    res["finn_estimate"] = {"LUT": total.get("LUT"), "BRAM36": (total.get("BRAM_18K") or 0) / 2,
+                            "DSP": total.get("DSP")}
+    if cfg.per_node:
+        units_, _, _ = accel.graph_units(child)
+        rows = []
+        (d / "per_node").mkdir(exist_ok=True)
+        for u in stitch.chain(units_):
+            if u.module in ("fifo", "dwc"):
+                continue
+            files = u.write_memories(d / "per_node", prefix=f"{u.name}_")
+            r = yosys.synth(u.module, [u.source], {**u.params, **files}, family=b.family,
+                            workdir=d / "per_node")
+            rows.append({"name": u.name, "module": u.module, **{k: r[k] for k in
+                                                               ("LUT", "FF", "BRAM36", "DSP")}})
+        res["per_node"] = rows
+    cfg.hw["resources"] = res
+    log.info("resources (%s): %d LUT, %d FF, %.1f BRAM36, %d DSP (%.1f %% of the LUTs)",
+             res["tool"], res["LUT"], res["FF"], res["BRAM36"], res["DSP"], res["percent"]["LUT"])
+    return model
+
+
+HW_STEPS = [("rtl", step_rtl), ("rtlsim", step_rtlsim), ("resources", step_resources)]
