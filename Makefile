@@ -19,7 +19,7 @@ demo: setup
 	    --epochs $(DEMO_EPOCHS) --out $(DEMO_OUT)
 	@$(PY) -m models.summary $(DEMO_OUT)
 	$(PY) build_flows/build.py --model $(DEMO_OUT)/model.onnx --board Pynq-Z2 \
-	    --folding build_flows/configs/tfc_w1a1.json --out $(DEMO_OUT)/build
+	    --folding build_flows/configs/tfc_w1a1.json --verify-samples 100 --out $(DEMO_OUT)/build
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
