@@ -182,3 +182,13 @@ def test_stitched_chain(tmp_path: Path) -> None:
     beats = units.beats_of(img.reshape(-1), 1, 8)
     got, cycles, _ = verilator.run(sim, beats, n, tmp_path, seed=5, p_valid=0.8, p_ready=0.7)
     assert_equal(np.array(got), want)
+
+
+def test_filelist_names_every_module_once() -> None:
+    """hw/filelists/units.f lists each module of hw/rtl/ (one module per file, named after it)."""
+    root = units.RTL.parents[1]
+    listed = [ln for ln in (root / "hw/filelists/units.f").read_text().splitlines()
+              if ln.strip() and not ln.startswith("//")]
+    assert sorted(listed) == sorted(f"hw/rtl/{p.name}" for p in units.RTL.glob("*.sv"))
+    for line in listed:
+        assert f"module {Path(line).stem} " in (root / line).read_text(), line
