@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 BENCH_ARGS ?= --dataset fashion-mnist --nets tfc,cnv --epochs tfc=10,cnv=1
 
-.PHONY: setup demo test test-quick benchmark clean
+.PHONY: setup demo test test-quick benchmark bench-accel clean
 
 setup:
 	@scripts/setup.sh
@@ -30,6 +30,13 @@ test-quick: setup
 # trains every binarization method on the same budget; writes results/methods_<dataset>.*
 benchmark: setup
 	$(PY) -m models.benchmark $(BENCH_ARGS)
+
+# builds trained TFC/CNV with the published foldings through rtlsim and Yosys; writes
+# results/accel_pynq-z2.* (train them first with `make benchmark`)
+ACCEL_ARGS ?= --model tfc=runs/benchmark/fashion-mnist/tfc_bnn_s0/checkpoint.pt \
+    --model cnv=runs/benchmark/fashion-mnist/cnv_bnn_s0/checkpoint.pt
+bench-accel: setup
+	$(PY) -m build_flows.bench $(ACCEL_ARGS)
 
 clean:
 	rm -rf runs builds .pytest_cache
