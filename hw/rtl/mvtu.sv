@@ -68,8 +68,7 @@ module mvtu #(
 
   // ---- stage 1: registered operands (weight memory read, input beat) ----
   logic [PE*SIMD-1:0] w1;
-  logic [WADDR_W-1:0] waddr;
-  assign waddr = WADDR_W'(nf * SF + sf);
+  logic [WADDR_W-1:0] waddr;  // nf * SF + sf, counted (a multiplier would cost a DSP)
   generate  // synchronous-read weight memory, with the implementation the node asks for
     if (RAM_STYLE == "distributed") begin : g_lutram
 `ifdef YOSYS  // Yosys 0.23 has no LUT-RAM ROM mapping for xc7: a ROM in LUTs is the same thing
@@ -104,10 +103,12 @@ module mvtu #(
     if (!rst_n) begin
       sf <= '0;
       nf <= '0;
+      waddr <= '0;
       s1_valid <= 1'b0;
     end else begin
       if (!stall) s1_valid <= advance;
       if (advance) begin
+        waddr <= (waddr == WADDR_W'(SF * NF - 1)) ? '0 : waddr + 1'b1;
         if (sf == SF_W'(SF - 1)) begin
           sf <= '0;
           nf <= (nf == NF_W'(NF - 1)) ? '0 : nf + 1'b1;
