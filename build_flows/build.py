@@ -4,7 +4,8 @@
 
 Runs the named steps of :mod:`build_flows.steps`, writing each step's graph and log to
 ``out/steps/NN_<name>/`` and verifying it against the input QONNX model (see
-:mod:`build_flows.verify`). ``--resume`` restarts after the last finished step; a failing step
+:mod:`build_flows.verify`); after folding, our RTL for the graph is stitched, simulated on the
+same images and synthesized (:mod:`build_flows.hw_steps`). ``--resume`` restarts after the last finished step; a failing step
 leaves every earlier output. With Vivado and Vitis HLS found, :mod:`build_flows.vivado` goes on to
 the bitfile; otherwise the build ends after the open steps with ``bitfile: null`` and the reason.
 Writes ``report.json``, ``report.md`` and ``cycles.png`` to ``out``.
