@@ -61,10 +61,8 @@ def node_unit(model: Any, node: Any, elem_in: Elem) -> tuple[units.Unit, Elem]:
     if op == "MVAU":
         mu = matrix_unit(model, node)
         p = mu.params
-        unit = units.mvtu(name, mu.weights, mu.thresholds, p["PE"], p["SIMD"], bool(p["XNOR"]),
-                          p["IN_W"], bool(p["IN_SIGNED"]), p["ACC_W"], p["RAM_STYLE"])
         out = Elem(1) if p["ACTIVATION"] else Elem(p["ACC_W"], not p["XNOR"])
-        return unit, out
+        return mu.unit(), out
     if op == "Thresholding":
         idt = DataType[_attr(inst, "inputDataType")]
         odt = DataType[_attr(inst, "outputDataType")]

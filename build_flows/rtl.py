@@ -1,11 +1,12 @@
 """Our RTL for FINN dataflow nodes: parameters and memory files from a folded node, and node-level
 rtlsim (Verilator) against FINN's Python execution of the same node.
 
-Covered so far: MVAU nodes with binary weights, XNOR-popcount (binary inputs) or integer inputs
-(CNV's 8-bit first layer, Si-BNN's {0,1} activations), with one threshold per row or raw
-accumulators, mapped to ``hw/rtl/mvtu.sv``. Weights come from the node's (MW, MH) initializer
-(bit 1 = +1) and thresholds from its (MH, 1) initializer, in the unit's memory layout
-(``hw.model``).
+:func:`node_rtlsim` checks MVAU nodes with binary weights, XNOR-popcount (binary inputs) or integer
+inputs (CNV's 8-bit first layer, Si-BNN's {0,1} activations), with one threshold per row or raw
+accumulators, mapped to ``hw/rtl/mvtu.sv``, vector by vector. Weights come from the node's
+(MW, MH) initializer (bit 1 = +1) and thresholds from its (MH, 1) initializer, in the unit's
+memory layout (``hw.model``). :func:`unit_rtlsim` checks every other node type the accelerator
+maps (:mod:`build_flows.accel`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from build_flows import finn_env
 from hw import model as hwm
-from hw import verilator
+from hw import units, verilator
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,13 @@ class MatrixUnit:
     thresholds: np.ndarray | None  # (MH,) integers
     act_val: int  # FINN's output offset (ActVal): FINN output = unit output + act_val
     in_dtype: Any
+
+    def unit(self) -> units.Unit:
+        """The ``mvtu`` instance (parameters and memory contents) for this node."""
+        p = self.params
+        return units.mvtu(self.name, self.weights, self.thresholds, p["PE"], p["SIMD"],
+                          bool(p["XNOR"]), p["IN_W"], bool(p["IN_SIGNED"]), p["ACC_W"],
+                          p["RAM_STYLE"])
 
 
 def ram_style(style: str, bits: int) -> str:
@@ -81,18 +89,6 @@ def matrix_unit(model: Any, node: Any) -> MatrixUnit:
                       idt)
 
 
-def write_memories(unit: MatrixUnit, workdir: Path) -> None:
-    """weights.hex and thresholds.hex for ``unit`` in ``workdir``."""
-    p = unit.params
-    workdir.mkdir(parents=True, exist_ok=True)
-    hwm.write_hex(workdir / "weights.hex", hwm.mvtu_weight_words(unit.weights, p["PE"], p["SIMD"]),
-                  p["PE"] * p["SIMD"])
-    if unit.thresholds is not None:
-        hwm.write_hex(workdir / "thresholds.hex",
-                      hwm.mvtu_threshold_words(unit.thresholds, p["PE"], p["ACC_W"]),
-                      p["PE"] * p["ACC_W"])
-
-
 def finn_node_output(plain: Any, node: Any, x: np.ndarray) -> np.ndarray:
     """FINN's Python execution of ``node`` of the despecialized graph ``plain`` on input ``x``."""
     from qonnx.custom_op.registry import getCustomOp
@@ -113,7 +109,8 @@ def node_rtlsim(model: Any, node: Any, frames: int, workdir: Path, seed: int = 0
     returns vectors, mismatches, the first mismatch (frame, vector, row) and the cycles."""
     unit = matrix_unit(model, node)
     p = unit.params
-    write_memories(unit, workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    files = unit.unit().write_memories(workdir)
     in_shape = model.get_tensor_shape(node.input[0])
     rng = np.random.default_rng(seed)
     lo, hi = int(unit.in_dtype.min()), int(unit.in_dtype.max())
@@ -127,7 +124,7 @@ def node_rtlsim(model: Any, node: Any, frames: int, workdir: Path, seed: int = 0
     ref = np.stack([finn_node_output(plain, node, x[f:f + 1]).reshape(-1, p["MH"])
                     for f in range(frames)]) - unit.act_val  # (frames, vectors per frame, MH)
     per_frame = ref.shape[1]
-    sim = verilator.build("mvtu", [verilator.RTL / "mvtu.sv"], p)
+    sim = verilator.build("mvtu", [verilator.RTL / "mvtu.sv"], {**p, **files})
     nf = p["MH"] // p["PE"]
     n_vec = frames * per_frame
     beats, cycles, _ = verilator.run(sim, hwm.mvtu_input_beats(x.reshape(n_vec, p["MW"]),
@@ -160,7 +157,6 @@ def unit_rtlsim(model: Any, node: Any, frames: int, workdir: Path, seed: int = 0
     random input frames in the node's input datatype, our unit in Verilator, every output element
     compared with FINN's Python execution of the node (first mismatch with frame and position)."""
     from build_flows import accel
-    from hw import units
 
     finn_env.prepare()
     from finn.util.verification import despecialize_model
