@@ -36,7 +36,8 @@ def run_one(label: str, mw: int, mh: int, simd: int, pe: int, xnor: int, in_w: i
     model.write_hex(work / "weights.hex",
                     model.mvtu_weight_words(rng.integers(0, 2, (mh, mw)), pe, simd), pe * simd)
     model.write_hex(work / "thresholds.hex",
-                    model.mvtu_threshold_words(rng.integers(0, mw, mh), pe, acc_w), pe * acc_w)
+                    model.mvtu_threshold_words(rng.integers(0, mw, mh), pe, acc_w),
+                    pe * (acc_w + 1))
     t0 = time.time()
     res = yosys.synth("mvtu", [verilator.RTL / "mvtu.sv"],
                       {"MW": mw, "MH": mh, "SIMD": simd, "PE": pe, "XNOR": xnor, "IN_W": in_w,

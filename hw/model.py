@@ -102,10 +102,12 @@ def mvtu_weight_words(w: np.ndarray, pe: int, simd: int) -> list[int]:
 
 
 def mvtu_threshold_words(thresholds: np.ndarray, pe: int, acc_w: int) -> list[int]:
-    """Threshold memory words: word nf holds rows nf*PE + pe at bits pe*ACC_W (two's
-    complement for negative thresholds)."""
-    t = twos(np.asarray(thresholds, dtype=np.int64), acc_w).reshape(-1, pe)
-    return [pack(row, acc_w) for row in t]
+    """Threshold memory words: word nf holds -T of rows nf*PE + pe at bits pe*(ACC_W + 1), in
+    ACC_W + 1 bits of two's complement (the unit starts each row's sum at -T and outputs its sign,
+    so no comparator is needed). Word width: PE * (ACC_W + 1)."""
+    tw = acc_w + 1
+    t = twos(-np.asarray(thresholds, dtype=np.int64), tw).reshape(-1, pe)
+    return [pack(row, tw) for row in t]
 
 
 def write_hex(path, words: list[int], width: int) -> None:

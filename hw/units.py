@@ -64,7 +64,8 @@ def mvtu(name: str, w: np.ndarray, thresholds: np.ndarray | None, pe: int, simd:
               "ACC_W": acc_w, "RAM_STYLE": ram_style}
     mems = {"WEIGHT_FILE": (hwm.mvtu_weight_words(w, pe, simd), pe * simd)}
     if act:
-        mems["THRESH_FILE"] = (hwm.mvtu_threshold_words(thresholds, pe, acc_w), pe * acc_w)
+        mems["THRESH_FILE"] = (hwm.mvtu_threshold_words(thresholds, pe, acc_w),
+                               pe * (acc_w + 1))
     return Unit(name, "mvtu", params, simd * params["IN_W"], pe if act else pe * acc_w, mems)
 
 

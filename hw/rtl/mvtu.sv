@@ -11,8 +11,9 @@
 // SF * NF cycles per vector at full flow. The input vector is kept in a buffer while the NF row
 // groups are computed; weights sit in a memory of SF * NF words of PE * SIMD bits (row
 // r = nf * PE + pe, column c = sf * SIMD + s at bit pe * SIMD + s of word nf * SF + sf), loaded
-// from WEIGHT_FILE ($readmemh); thresholds in a memory of NF words of PE * ACC_W bits from
-// THRESH_FILE. RAM_STYLE ("block" or "distributed") selects the weight memory's implementation
+// from WEIGHT_FILE ($readmemh); thresholds as -T in a memory of NF words of PE * (ACC_W + 1)
+// bits from THRESH_FILE: each row's sum starts at -T, so acc >= T is the sign bit of the sum (no
+// comparator). RAM_STYLE ("block" or "distributed") selects the weight memory's implementation
 // (block RAM, or a ROM in LUTs). Streams: AXI-Stream style valid/ready, element 0 in the least
 // significant bits.
 module mvtu #(
@@ -46,7 +47,8 @@ module mvtu #(
   localparam NF_W = NF > 1 ? $clog2(NF) : 1;
   localparam WADDR_W = SF * NF > 1 ? $clog2(SF * NF) : 1;
 
-  logic [PE*ACC_W-1:0] tmem [0:NF-1];
+  localparam AW = ACTIVATION ? ACC_W + 1 : ACC_W;  // sums start at -T: one more (sign) bit
+  logic [PE*AW-1:0] tmem [0:NF-1];
   logic [SIMD*IN_W-1:0] ibuf [0:SF-1];
   initial begin
     if (ACTIVATION) $readmemh(THRESH_FILE, tmem);
@@ -120,18 +122,10 @@ module mvtu #(
   end
 
   // ---- stage 2: accumulation per PE; at the last fold, threshold and emit ----
-  logic [ACC_W-1:0] acc [PE];
+  logic [AW-1:0] acc [PE];
   logic [OUT_W-1:0] result;
   logic out_full;
   assign stall = out_full && !out_tready;
-
-  function automatic [ACC_W-1:0] popcount(input [SIMD-1:0] v);
-    integer i;
-    begin
-      popcount = 0;
-      for (i = 0; i < SIMD; i = i + 1) popcount = popcount + v[i];
-    end
-  endfunction
 
   // sum_s (w[s] ? x[s] : -x[s]) in ACC_W-bit two's complement
   function automatic [ACC_W-1:0] dot(input [SIMD*IN_W-1:0] xv, input [SIMD-1:0] wv);
@@ -146,11 +140,43 @@ module mvtu #(
     end
   endfunction
 
-  logic [ACC_W-1:0] sum [PE];
+  // XNOR popcount per PE: full adders on groups of three lanes (each output bit one 6-input
+  // function of three input/weight pairs, the XNOR folded in), then a balanced adder tree over
+  // the 2-bit counts (heap order: node i sums nodes 2i+1 and 2i+2; the leaves come last).
+  logic [ACC_W-1:0] pc [PE];
+  generate
+    if (XNOR) begin : g_pop
+      localparam G = (SIMD + 2) / 3;
+      for (genvar p = 0; p < PE; p++) begin : g_pe
+        logic [SIMD+1:0] m;  // matches, two zero lanes of padding
+        assign m = {2'b00, ~(x1[SIMD-1:0] ^ w1[p*SIMD +: SIMD])};
+        logic [ACC_W-1:0] t [2*G-1];
+        for (genvar g = 0; g < G; g++) begin : g_leaf
+          assign t[G-1+g] = {{(ACC_W-2){1'b0}},
+                             (m[3*g] & m[3*g+1]) | (m[3*g+2] & (m[3*g] ^ m[3*g+1])),
+                             m[3*g] ^ m[3*g+1] ^ m[3*g+2]};
+        end
+        for (genvar i = 0; i < G - 1; i++) begin : g_node
+          assign t[i] = t[2*i+1] + t[2*i+2];
+        end
+        assign pc[p] = t[0];
+      end
+    end else begin : g_nopop
+      for (genvar p = 0; p < PE; p++) begin : g_pe
+        assign pc[p] = '0;
+      end
+    end
+  endgenerate
+
+  // a row's sum starts at -T (thresholds) or 0 (raw): acc >= T becomes sum >= 0, the sign bit
+  logic [AW-1:0] sum [PE];
+  logic [ACC_W-1:0] d [PE];
   always_comb begin
-    for (int p = 0; p < PE; p++)
-      if (XNOR) sum[p] = (start1 ? '0 : acc[p]) + popcount(~(x1[SIMD-1:0] ^ w1[p*SIMD+:SIMD]));
-      else sum[p] = (start1 ? '0 : acc[p]) + dot(x1, w1[p*SIMD+:SIMD]);
+    for (int p = 0; p < PE; p++) begin
+      d[p] = XNOR ? pc[p] : dot(x1, w1[p*SIMD+:SIMD]);
+      sum[p] = (start1 ? (ACTIVATION ? tmem[nf1][p*AW +: AW] : '0) : acc[p])
+               + ((XNOR || ACC_W == AW) ? AW'(d[p]) : AW'($signed(d[p])));
+    end
   end
 
   always_ff @(posedge clk) begin
@@ -169,13 +195,12 @@ module mvtu #(
       always_ff @(posedge clk) begin
         if (!stall && s1_valid && last1)
           for (int p = 0; p < PE; p++)
-            result[p] <= XNOR ? (sum[p] >= tmem[nf1][p*ACC_W +: ACC_W])
-                              : ($signed(sum[p]) >= $signed(tmem[nf1][p*ACC_W +: ACC_W]));
+            result[p] <= !sum[p][AW-1];
       end
     end else begin : g_raw
       always_ff @(posedge clk) begin
         if (!stall && s1_valid && last1)
-          for (int p = 0; p < PE; p++) result[p*ACC_W +: ACC_W] <= sum[p];
+          for (int p = 0; p < PE; p++) result[p*ACC_W +: ACC_W] <= sum[p][ACC_W-1:0];
       end
     end
   endgenerate

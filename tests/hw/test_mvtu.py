@@ -44,7 +44,7 @@ def simulate(tmp_path: Path, mw, mh, simd, pe, act, in_w, in_signed, n, seed, p_
     model.write_hex(work / "weights.hex", model.mvtu_weight_words(w, pe, simd), pe * simd)
     if act:
         model.write_hex(work / "thresholds.hex", model.mvtu_threshold_words(thr, pe, acc_w),
-                        pe * acc_w)
+                        pe * (acc_w + 1))
     sim = verilator.build("mvtu", [verilator.RTL / "mvtu.sv"],
                           {"MW": mw, "MH": mh, "SIMD": simd, "PE": pe, "ACTIVATION": act,
                            "ACC_W": acc_w, "XNOR": int(xnor), "IN_W": max(in_w, 1),
