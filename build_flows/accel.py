@@ -56,7 +56,9 @@ def node_unit(model: Any, node: Any, elem_in: Elem) -> tuple[units.Unit, Elem]:
     from qonnx.custom_op.registry import getCustomOp
 
     inst = getCustomOp(node)
-    op = node.op_type.rsplit("_", 1)[0] if node.op_type.endswith(("_hls", "_rtl")) else node.op_type
+    op = node.op_type
+    for suffix in ("_hls", "_rtl", "_bnn"):  # FINN's HLS/RTL specializations and ours
+        op = op.removesuffix(suffix)
     name = node.name
     if op == "MVAU":
         mu = matrix_unit(model, node)

@@ -3,7 +3,8 @@
 finn-plus reads ``FINN_BUILD_DIR`` (an absolute directory for generated files) and
 ``FINN_SETTINGS`` when its modules are imported; without them transformations that create build
 directories fail. :func:`prepare` sets both (keeping values the user set) and is called by every
-``build_flows`` module before it imports ``finn``.
+``build_flows`` module before it imports ``finn``; it also registers our RTL ops
+(:mod:`build_flows.finn_ops`), so that saved graphs holding them load anywhere.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+
+_registered = False
 
 
 def prepare(build_dir: str | Path | None = None) -> Path:
@@ -21,4 +24,8 @@ def prepare(build_dir: str | Path | None = None) -> Path:
     build_dir.mkdir(parents=True, exist_ok=True)
     os.environ["FINN_BUILD_DIR"] = str(build_dir)
     os.environ.setdefault("FINN_SETTINGS", str(build_dir / "settings.yaml"))
+    global _registered
+    if not _registered:  # our RTL ops (build_flows.finn_ops) join FINN's registry
+        _registered = True
+        import build_flows.finn_ops  # noqa: F401
     return build_dir

@@ -1,8 +1,10 @@
 """Build steps after folding that need no Vivado: our RTL for the folded dataflow graph, its
 stitched Verilator simulation on the verification images, and Yosys resource estimates.
 
-* ``rtl``: one unit per node (:mod:`build_flows.accel`), stitched with FIFOs and width converters
-  into ``out/rtl/accel.sv`` with its memory files and ``accel.f``; compiled with Verilator.
+* ``rtl``: every node becomes our RTL op (:mod:`build_flows.finn_ops`, HDL per node under
+  ``out/rtl/nodes/``, what FINN's stitched-IP step packages when Vivado is present); one unit per
+  node (:mod:`build_flows.accel`) stitched with FIFOs and width converters into
+  ``out/rtl/accel.sv`` with its memory files and ``accel.f``; compiled with Verilator.
 * ``rtlsim``: the verification images through the simulated accelerator (full flow); every
   output must equal FINN's Python execution of the dataflow graph (first mismatch reported with
   sample and position). Steady-state cycles per frame, latency and FPS beside FINN's estimate.
@@ -49,14 +51,22 @@ def _host_free(model: Any) -> None:
 
 
 def step_rtl(model: Any, cfg: steps.BuildConfig) -> Any:
-    """Generate our RTL for every node, stitch it and compile the simulation."""
-    child = steps.dataflow_model(model)
+    """Swap our RTL ops into the dataflow graph and generate each node's HDL (FINN's IP steps
+    package these), then stitch our units and compile the simulation."""
+    from build_flows import finn_ops
+
     _host_free(model)
+    nodes_dir = rtl_dir(cfg) / "nodes"
+    model = steps.apply_to_dataflow(model, lambda m: finn_ops.generate(
+        m, nodes_dir, cfg.board.part, cfg.clock_ns), cfg.work_dir)
+    child = steps.dataflow_model(model)
     acc = accel.build(child, rtl_dir(cfg))
     cfg.hw["rtl"] = {"directory": str(acc.directory), "top": "accel",
                      "units": len(child.graph.node), "stages": len(acc.stages),
                      "filelist": str(acc.directory / "accel.f"),
-                     "verilator_build_seconds": round(acc.build_seconds, 1)}
+                     "verilator_build_seconds": round(acc.build_seconds, 1),
+                     "finn_nodes": {n.name: n.op_type for n in child.graph.node},
+                     "node_hdl": str(nodes_dir)}
     return model
 
 

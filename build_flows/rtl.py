@@ -144,11 +144,26 @@ def node_rtlsim(model: Any, node: Any, frames: int, workdir: Path, seed: int = 0
             "cycles_per_frame": cycles / frames, "params": p}
 
 
-def _reorder_k_c(t: np.ndarray, kk: int, fold: int) -> np.ndarray:
-    """(..., KK * C) in FINN's tensor order (k, c) -> stream order (cf, k, fold)."""
+def reorder_k_c(t: np.ndarray, kk: int, fold: int, inverse: bool = False) -> np.ndarray:
+    """(..., KK * C) in FINN's tensor order (k, c) -> stream order (cf, k, fold); ``inverse``
+    goes back."""
     lead = t.shape[:-1]
     c = t.shape[-1] // kk
+    if inverse:
+        return t.reshape(*lead, c // fold, kk, fold).swapaxes(-3, -2).reshape(*lead, kk * c)
     return t.reshape(*lead, kk, c // fold, fold).swapaxes(-3, -2).reshape(*lead, kk * c)
+
+
+def stream_reorders(unit: units.Unit) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """(KK, fold) of the (k, c) -> (cf, k, fold) reordering between FINN's tensor and the unit's
+    stream, on the input side and on the output side (None: same order). Pooling takes its
+    windows channel-fold first, as the depthwise sliding-window unit emits them."""
+    p = unit.params
+    if unit.module == "pool":
+        return (p["KK"], p["PE"]), None
+    if unit.module == "swg" and p["DEPTHWISE"]:
+        return None, (p["K_H"] * p["K_W"], p["SIMD"])
+    return None, None
 
 
 def unit_rtlsim(model: Any, node: Any, frames: int, workdir: Path, seed: int = 0,
@@ -160,7 +175,6 @@ def unit_rtlsim(model: Any, node: Any, frames: int, workdir: Path, seed: int = 0
 
     finn_env.prepare()
     from finn.util.verification import despecialize_model
-    from qonnx.custom_op.registry import getCustomOp
 
     idt = model.get_tensor_datatype(node.input[0])
     elem_in = accel.dtype_elem(idt)
@@ -172,13 +186,12 @@ def unit_rtlsim(model: Any, node: Any, frames: int, workdir: Path, seed: int = 0
         x = 2 * rng.integers(0, 2, x.shape).astype(np.float32) - 1
     plain = despecialize_model(model)
     ref = np.stack([finn_node_output(plain, node, x[f:f + 1])[0] for f in range(frames)])
-    inst = getCustomOp(node)
     stream_in, stream_ref = x, ref
-    if unit.module == "pool":  # window elements arrive as (cf, k, pe)
-        stream_in = _reorder_k_c(x, unit.params["KK"], unit.params["PE"])
-    if unit.module == "swg" and unit.params["DEPTHWISE"]:
-        kk = unit.params["K_H"] * unit.params["K_W"]
-        stream_ref = _reorder_k_c(ref, kk, inst.get_nodeattr("SIMD"))
+    r_in, r_out = stream_reorders(unit)
+    if r_in:
+        stream_in = reorder_k_c(x, *r_in)
+    if r_out:
+        stream_ref = reorder_k_c(ref, *r_out)
     per_in = unit.in_width // elem_in.width
     beats = units.beats_of(accel.encode(stream_in, elem_in).reshape(-1), per_in, elem_in.width)
     per_out = unit.out_width // elem_out.width

@@ -33,7 +33,7 @@ from build_flows import checks
 log = logging.getLogger(__name__)
 
 DEBIAN = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
-TOP1_OPS = ("TopK", "LabelSelect", "LabelSelect_hls")
+TOP1_OPS = ("TopK", "LabelSelect", "LabelSelect_hls", "LabelSelect_bnn")
 
 
 class VerificationError(checks.BuildError):

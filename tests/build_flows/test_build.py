@@ -46,6 +46,10 @@ def check_report(report: dict, samples: int) -> None:
     assert mvaus and all(r["PE"] >= 1 and r["SIMD"] >= 1 and r["cycles"] > 0 for r in mvaus)
     assert report["bitfile"]["path"] is None  # no Vivado here (and these builds stop at rtlsim)
     assert report["part"] == "xc7z020clg400-1" and report["clock_ns"] == 10.0
+    # every dataflow node became our RTL op, its HDL where FINN's IP steps package it
+    nodes = report["rtl"]["finn_nodes"]
+    assert nodes and all(op.endswith("_bnn") for op in nodes.values()), nodes
+    assert all((Path(report["rtl"]["node_hdl"]) / n / f"{n}.sv").is_file() for n in nodes)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))

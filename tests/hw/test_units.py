@@ -192,3 +192,35 @@ def test_filelist_names_every_module_once() -> None:
     assert sorted(listed) == sorted(f"hw/rtl/{p.name}" for p in units.RTL.glob("*.sv"))
     for line in listed:
         assert f"module {Path(line).stem} " in (root / line).read_text(), line
+
+
+@pytest.mark.parametrize("port_w,offset", [(16, 3), (5, 0), (6, -2)],
+                         ids=["extend16+3", "low5", "extend6-2"])
+def test_finn_interface_wrapper(tmp_path: Path, port_w: int, offset: int) -> None:
+    """A unit behind FINN's port names (input padded to whole bytes, output elements resized to
+    the port's element width with FINN's ActVal added), driven through the simulation adapter:
+    an integer-input matrix unit whose signed accumulators are sign-extended or cut to their
+    low bits."""
+    rng = np.random.default_rng(port_w)
+    mw, mh, pe, simd, in_w = 6, 4, 2, 3, 3
+    w = rng.integers(0, 2, (mh, mw))
+    x = rng.integers(-4, 4, (5, mw))
+    acc_w = 6  # |sum| <= 24
+    unit = units.mvtu("m", w, None, pe, simd, xnor=False, in_w=in_w, in_signed=True,
+                      acc_w=acc_w)
+    files = unit.write_memories(tmp_path)
+    in_port = 16  # 9 bits padded to whole bytes
+    (tmp_path / "top.sv").write_text(stitch.wrapper_source(
+        "top", unit, files, in_port, pe, acc_w, port_w, True, offset))
+    (tmp_path / "top_sim.sv").write_text(stitch.sim_adapter_source(
+        "top", in_port, -(-pe * port_w // 8) * 8))
+    sim = verilator.build("top_sim", [unit.source, tmp_path / "top.sv", tmp_path / "top_sim.sv"])
+    beats = hwm.mvtu_input_beats(x, simd, in_w)
+    got, _, _ = verilator.run(sim, beats, len(x) * mh // pe, tmp_path, seed=1, p_valid=0.7,
+                              p_ready=0.6)
+    y = units.elements_of(got, pe, port_w, signed=True).reshape(len(x), mh)
+    want = hwm.int_mvtu(x, w, None) + offset
+    if port_w < acc_w:  # the low bits, as two's complement of the port's width
+        want = hwm.signed(hwm.twos(want, port_w), port_w)
+    assert_equal(y, want)
+    assert all(b >> (pe * port_w) == 0 for b in got), "padding bits must be zero"

@@ -1,0 +1,325 @@
+"""bnnforge's RTL as FINN custom ops with an RTL backend, so that FINN's own passes use it.
+
+Each class ``<Op>_bnn`` is FINN's hardware layer ``<Op>`` (its attributes, shapes, stream widths,
+estimates and Python execution) with our :class:`RTLBackend`. They are registered in FINN's RTL
+domain (``finn.custom_op.fpgadataflow.rtl``), where ``PrepareIP``, ``PrepareRTLSim``,
+``CreateStitchedIP`` and ``despecialize_model`` look for RTL nodes:
+
+* ``generate_hdl`` writes the node's memory files (weights and thresholds in the unit's layout,
+  from the node's initializers) and a top module named after the node around its unit
+  (``hw/rtl/<module>.sv``) with FINN's port names (``ap_clk``, ``ap_rst_n``, ``in0_V_*``,
+  ``out0_V_*``; streams padded to whole bytes, output elements in the width of the node's output
+  datatype);
+* ``code_generation_ipi`` gives the Tcl that adds those files to a Vivado block design;
+* ``prepare_rtlsim``/``execute_node`` with ``exec_mode="rtlsim"`` compile and run that same top in
+  Verilator (no Vivado), so ``execute_onnx`` simulates the graph node by node.
+
+:class:`UseBnnRTL` swaps them in after folding: every MVAU (binary weights), Thresholding,
+FMPadding, ConvolutionInputGenerator, Pool and LabelSelect node, generic or specialized, becomes
+its ``_bnn`` op with the same name and attributes; other nodes (FINN's FIFOs and width converters)
+stay FINN's. Raw MVAU outputs whose annotated datatype cannot hold every accumulator value (FINN
+may call an XNOR popcount of 0..64 INT7) get the smallest datatype that can.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from build_flows import finn_env
+
+finn_env.prepare()
+
+from finn.custom_op.fpgadataflow import rtl as finn_rtl  # noqa: E402
+from finn.custom_op.fpgadataflow.convolutioninputgenerator import \
+    ConvolutionInputGenerator  # noqa: E402
+from finn.custom_op.fpgadataflow.fmpadding import FMPadding  # noqa: E402
+from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp  # noqa: E402
+from finn.custom_op.fpgadataflow.labelselect import LabelSelect  # noqa: E402
+from finn.custom_op.fpgadataflow.matrixvectoractivation import MVAU  # noqa: E402
+from finn.custom_op.fpgadataflow.pool import Pool  # noqa: E402
+from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend  # noqa: E402
+from finn.custom_op.fpgadataflow.thresholding import Thresholding  # noqa: E402
+from onnx import helper  # noqa: E402
+from qonnx.core.datatype import DataType  # noqa: E402
+from qonnx.custom_op.registry import add_op_to_domain, getCustomOp  # noqa: E402
+from qonnx.transformation.base import Transformation  # noqa: E402
+
+from build_flows import accel, rtl  # noqa: E402
+from build_flows.checks import BuildError  # noqa: E402
+from hw import stitch, units, verilator  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+DOMAIN = "finn.custom_op.fpgadataflow.rtl"
+SUFFIX = "_bnn"
+META = "bnnforge_unit.json"
+
+
+def verilog_name(name: str) -> str:
+    """A node name as a Verilog module name."""
+    v = re.sub(r"\W", "_", name)
+    return v if re.match(r"[A-Za-z_]", v) else f"n_{v}"
+
+
+class BnnRTL(RTLBackend):
+    """Our RTL backend for a FINN hardware layer (mixed in before the layer's class)."""
+
+    def _layer(self) -> type:
+        return next(c for c in type(self).__mro__[1:] if issubclass(c, HWCustomOp)
+                    and not issubclass(c, RTLBackend) and c is not HWCustomOp)
+
+    def _dir(self) -> Path:
+        d = self.get_nodeattr("code_gen_dir_ipgen")
+        if not d:
+            raise BuildError(f"node {self.onnx_node.name}: no code_gen_dir_ipgen; generate its "
+                             "HDL first (PrepareIP, or build_flows.finn_ops.generate)")
+        return Path(d)
+
+    def _meta(self) -> dict[str, Any]:
+        path = self._dir() / META
+        if not path.is_file():
+            raise BuildError(f"node {self.onnx_node.name}: {path} is missing; generate its HDL "
+                             "first")
+        return json.loads(path.read_text())
+
+    def generate_hdl(self, model: Any, fpgapart: str, clk: float) -> None:
+        """Write the unit, its memories and the FINN-interface top into code_gen_dir_ipgen."""
+        node = self.onnx_node
+        d = self._dir()
+        d.mkdir(parents=True, exist_ok=True)
+        idt = model.get_tensor_datatype(node.input[0])
+        odt = model.get_tensor_datatype(node.output[0])
+        elem_in = accel.dtype_elem(idt)
+        unit, elem_out = accel.node_unit(model, node, elem_in)
+        if unit.in_width != self.get_instream_width(0):
+            raise BuildError(f"node {node.name}: our {unit.module} takes {unit.in_width}-bit "
+                             f"beats, FINN's stream is {self.get_instream_width(0)} bits")
+        n_out = unit.out_width // elem_out.width
+        port_ew = odt.bitwidth()
+        if n_out * port_ew != self.get_outstream_width(0):
+            raise BuildError(f"node {node.name}: {n_out} x {odt.name} outputs per beat != FINN's "
+                             f"{self.get_outstream_width(0)}-bit stream")
+        offset = 0
+        if node.op_type.startswith("MVAU") and self.get_nodeattr("noActivation") == 0 \
+                and odt.name != "BIPOLAR":
+            offset = int(self.get_nodeattr("ActVal"))
+        lo, hi = out_range(model, node, unit, elem_out)
+        if odt.name != "BIPOLAR" and not (odt.allowed(lo + offset) and odt.allowed(hi + offset)):
+            raise BuildError(f"node {node.name}: outputs reach [{lo + offset}, {hi + offset}], "
+                             f"more than {odt.name}; apply UseBnnRTL (it widens the datatype)")
+        top = verilog_name(node.name)
+        files = {k: str((d / v).absolute())
+                 for k, v in unit.write_memories(d, prefix=f"{top}_").items()}
+        (d / f"{top}.sv").write_text(stitch.wrapper_source(
+            top, unit, files, self.get_instream_width_padded(0), n_out, elem_out.width, port_ew,
+            elem_out.signed, offset))
+        r_in, r_out = rtl.stream_reorders(unit)
+        meta = {"top": top, "module": unit.module, "library": [str(unit.source)],
+                "generated": [f"{top}.sv"],
+                "memories": sorted(Path(f).name for f in files.values()),
+                "in_per_beat": unit.in_width // elem_in.width, "out_per_beat": n_out,
+                "reorder_in": r_in, "reorder_out": r_out}
+        (d / META).write_text(json.dumps(meta, indent=1))
+        self.set_nodeattr("gen_top_module", top)
+        log.info("%s: %s in %s", node.name, unit.module, d / f"{top}.sv")
+
+    def get_rtl_file_list(self, abspath: bool = False) -> list[Any]:
+        """The unit's module from ``hw/rtl/`` (one file shared by every node using it, as
+        finn-rtllib's are) and the node's generated top."""
+        meta = self._meta()
+        if abspath:
+            return [*meta["library"], *(str((self._dir() / f).absolute())
+                                        for f in meta["generated"])]
+        return [*(Path(f).name for f in meta["library"]), *meta["generated"]]
+
+    def code_generation_ipi(self) -> list[str]:
+        """Tcl for Vivado IP Integrator: add our sources, instantiate the top as a module."""
+        cmd = [f"add_files -norecurse {f}" for f in self.get_rtl_file_list(abspath=True)]
+        cmd.append(f"create_bd_cell -type module -reference {self.get_nodeattr('gen_top_module')} "
+                   f"{self.onnx_node.name}")
+        return cmd
+
+    def get_verilog_top_module_intf_names(self) -> dict[str, Any]:
+        intf = HWCustomOp.get_verilog_top_module_intf_names(self)
+        intf["s_axis"] = intf["s_axis"][:1]  # weights and thresholds live inside the unit
+        return intf
+
+    def prepare_rtlsim(self, behav: bool = False) -> None:
+        """Compile the node's top (through a port-name adapter for our harness) with Verilator;
+        rtlsim_so names the executable."""
+        top = self._meta()["top"]
+        adapter = self._dir() / f"{top}_sim.sv"
+        adapter.write_text(stitch.sim_adapter_source(top, self.get_instream_width_padded(0),
+                                                     self.get_outstream_width_padded(0)))
+        sim = verilator.build(f"{top}_sim", [*map(Path, self.get_rtl_file_list(abspath=True)),
+                                             adapter])
+        self.set_nodeattr("rtlsim_so", str(sim.exe))
+
+    def execute_node(self, context: dict[str, np.ndarray], graph: Any) -> None:
+        """``exec_mode="rtlsim"``: our top in Verilator on the input tensor (one frame per batch
+        row); otherwise FINN's Python execution of the layer."""
+        if self.get_nodeattr("exec_mode") != "rtlsim":
+            return self._layer().execute_node(self, context, graph)
+        node, meta = self.onnx_node, self._meta()
+        exe = self.get_nodeattr("rtlsim_so")
+        if not exe or not Path(exe).is_file():
+            self.prepare_rtlsim()
+            exe = self.get_nodeattr("rtlsim_so")
+        idt, odt = self.get_input_datatype(0), self.get_output_datatype(0)
+        x = np.asarray(context[node.input[0]], dtype=np.float64)
+        x = x.reshape(self.get_normal_input_shape(0))
+        if meta["reorder_in"]:
+            x = rtl.reorder_k_c(x, *meta["reorder_in"])
+        ein, eout = accel.dtype_elem(idt), accel.dtype_elem(odt)
+        beats = units.beats_of(accel.encode(x, ein).reshape(-1), meta["in_per_beat"], ein.width)
+        oshape = self.get_normal_output_shape(0)
+        n_out = int(np.prod(oshape)) // meta["out_per_beat"]
+        got, _, _ = verilator.run(verilator.Sim(Path(exe), f"{meta['top']}_sim"), beats, n_out,
+                                  self._dir())
+        y = accel.decode(units.elements_of(got, meta["out_per_beat"], eout.width), eout)
+        y = y.reshape(oshape)
+        if meta["reorder_out"]:
+            y = rtl.reorder_k_c(y, *meta["reorder_out"], inverse=True)
+        context[node.output[0]] = y.astype(np.float32)
+        return None
+
+
+def out_range(model: Any, node: Any, unit: units.Unit, elem_out: accel.Elem) -> tuple[int, int]:
+    """The values the unit can put out, before FINN's ActVal offset."""
+    if unit.module == "mvtu" and not unit.params["ACTIVATION"]:
+        mu = rtl.matrix_unit(model, node)
+        mw = mu.params["MW"]
+        m = 1 if mu.params["XNOR"] else max(abs(int(mu.in_dtype.min())),
+                                            abs(int(mu.in_dtype.max())))
+        return (0, mw) if mu.params["XNOR"] else (-mw * m, mw * m)
+    if elem_out.bipolar:
+        return -1, 1
+    if elem_out.signed:
+        return -(1 << (elem_out.width - 1)), (1 << (elem_out.width - 1)) - 1
+    return 0, (1 << elem_out.width) - 1
+
+
+class MVAU_bnn(BnnRTL, MVAU):
+    """MVAU with binary weights: ``hw/rtl/mvtu.sv`` (XNOR-popcount or integer inputs)."""
+
+
+class Thresholding_bnn(BnnRTL, Thresholding):
+    """Multi-threshold: ``hw/rtl/thresholding.sv``."""
+
+
+class FMPadding_bnn(BnnRTL, FMPadding):
+    """Zero padding: ``hw/rtl/fmpadding.sv``."""
+
+
+class ConvolutionInputGenerator_bnn(BnnRTL, ConvolutionInputGenerator):
+    """Sliding windows: ``hw/rtl/swg.sv``."""
+
+    def use_parallel_window_output(self) -> bool:
+        return False  # one SIMD group of one window position per beat
+
+
+class Pool_bnn(BnnRTL, Pool):
+    """Max pooling: ``hw/rtl/pool.sv``."""
+
+
+class LabelSelect_bnn(BnnRTL, LabelSelect):
+    """Top-1: ``hw/rtl/label_select.sv``."""
+
+
+OPS: dict[str, type] = {c.__name__[:-len(SUFFIX)]: c for c in (
+    MVAU_bnn, Thresholding_bnn, FMPadding_bnn, ConvolutionInputGenerator_bnn, Pool_bnn,
+    LabelSelect_bnn)}
+
+
+def register() -> None:
+    """Make the ops findable by qonnx's registry and FINN's RTL-domain dictionary."""
+    for cls in OPS.values():
+        add_op_to_domain(DOMAIN, cls)
+        finn_rtl.custom_op[cls.__name__] = cls
+
+
+register()
+
+
+def base_op(node: Any) -> str | None:
+    """FINN's hardware layer name of a dataflow node we have RTL for, else None."""
+    if not node.domain.startswith("finn.custom_op.fpgadataflow"):
+        return None
+    op = node.op_type
+    for suffix in ("_hls", "_rtl", SUFFIX):
+        op = op.removesuffix(suffix)
+    return op if op in OPS else None
+
+
+def _fit(lo: int, hi: int) -> Any:
+    if lo >= 0:
+        return DataType[f"UINT{max(1, int(hi).bit_length())}"]
+    bits = max(int(lo).bit_length(), int(hi).bit_length()) + 1
+    return DataType[f"INT{bits}"]
+
+
+class UseBnnRTL(Transformation):
+    """Swap every node we have RTL for (see the module docstring) for its ``_bnn`` op."""
+
+    def apply(self, model: Any) -> tuple[Any, bool]:
+        graph = model.graph
+        for i, node in enumerate(list(graph.node)):
+            op = base_op(node)
+            if op is None or node.op_type == op + SUFFIX:
+                continue
+            new = helper.make_node(op + SUFFIX, list(node.input), list(node.output),
+                                   name=node.name, domain=DOMAIN)
+            new.attribute.extend(node.attribute)
+            allowed = OPS[op](new).get_nodeattr_types()
+            for a in [a for a in new.attribute if a.name not in allowed]:  # HLS-only ones
+                new.attribute.remove(a)
+            graph.node.remove(node)
+            graph.node.insert(i, new)
+            new = graph.node[i]  # insert stored a copy
+            inst = getCustomOp(new)
+            if op == "MVAU":
+                inst.set_nodeattr("mem_mode", "internal_embedded")
+                if inst.get_nodeattr("noActivation") == 1:
+                    self._widen(model, new, inst)
+        return model, False
+
+    @staticmethod
+    def _widen(model: Any, node: Any, inst: Any) -> None:
+        idt = model.get_tensor_datatype(node.input[0])
+        unit, elem = accel.node_unit(model, node, accel.dtype_elem(idt))
+        lo, hi = out_range(model, node, unit, elem)
+        odt = DataType[inst.get_nodeattr("outputDataType")]
+        if odt.allowed(lo) and odt.allowed(hi):
+            return
+        new = _fit(lo, hi)
+        log.warning("%s: accumulators reach [%d, %d], beyond its %s annotation; now %s",
+                    node.name, lo, hi, odt.name, new.name)
+        inst.set_nodeattr("outputDataType", new.name)
+        model.set_tensor_datatype(node.output[0], new)
+        for consumer in model.find_consumers(node.output[0]) or []:
+            if any(a.name == "inputDataType" for a in consumer.attribute):
+                getCustomOp(consumer).set_nodeattr("inputDataType", new.name)
+
+
+def generate(model: Any, directory: Path, fpgapart: str, clk_ns: float) -> Any:
+    """Swap our ops in (:class:`UseBnnRTL`) and generate every node's HDL under
+    ``directory/<node>``, where FINN's ``PrepareIP`` then finds it (it keeps existing code)."""
+    model = model.transform(UseBnnRTL())
+    for node in model.graph.node:
+        if node.domain != DOMAIN or not node.op_type.endswith(SUFFIX):
+            continue
+        inst = getCustomOp(node)
+        d = (directory / verilog_name(node.name)).absolute()
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+        inst.set_nodeattr("code_gen_dir_ipgen", str(d))
+        inst.code_generation_ipgen(model, fpgapart, clk_ns)
+    return model
