@@ -178,6 +178,31 @@ def build(model: Any, directory: Path, fifo_depth: int = 2) -> Accelerator:
     return Accelerator(directory, stages, sim, elem_in, elem_out, in_elems, out_elems, secs)
 
 
+def write_io_top(model: Any, acc: Accelerator) -> tuple[str, Path]:
+    """``accel_io.sv``: the stitched accelerator with the stream ports the board's IODMAs see
+    (FINN's port names; input padded to whole bytes; each output element resized to the graph's
+    output datatype as the last node's FINN wrapper does, :func:`hw.stitch.wrapper_source`),
+    plus ``accel_io_sim.sv`` for the Verilator harness and the file list ``accel_io.f``.
+    Returns the simulation top's name and the file list."""
+    odt = model.get_tensor_datatype(model.graph.output[0].name)
+    port = dtype_elem(odt)
+    if port.bipolar != acc.elem_out.bipolar or (acc.elem_out.signed and not port.signed) \
+            or port.width < acc.elem_out.width:
+        raise BuildError(f"the accelerator's output elements ({acc.elem_out}) do not fit the "
+                         f"graph's output datatype {odt.name}")
+    d = acc.directory
+    whole = units.Unit("accel", "accel", {}, acc.stages[0].in_width, acc.stages[-1].out_width)
+    in_w = -(-whole.in_width // 8) * 8
+    out_w = -(-acc.out_per_beat * port.width // 8) * 8
+    (d / "accel_io.sv").write_text(stitch.wrapper_source(
+        "accel_io", whole, {}, in_w, acc.out_per_beat, acc.elem_out.width, port.width,
+        acc.elem_out.signed))
+    (d / "accel_io_sim.sv").write_text(stitch.sim_adapter_source("accel_io", in_w, out_w))
+    files = [*(d / "accel.f").read_text().split(), d / "accel_io.sv", d / "accel_io_sim.sv"]
+    (d / "accel_io.f").write_text("".join(f"{f}\n" for f in files))
+    return "accel_io_sim", d / "accel_io.f"
+
+
 def simulate(acc: Accelerator, frames: np.ndarray, seed: int = 0, p_valid: float = 1.0,
              p_ready: float = 1.0, max_cycles: int | None = None
              ) -> tuple[np.ndarray, dict[str, Any]]:

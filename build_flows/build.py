@@ -33,9 +33,10 @@ from build_flows.boards import BOARDS, get_board  # noqa: E402
 from build_flows.checks import BuildError  # noqa: E402
 
 #: steps whose output graph equals their input (nothing to verify against the reference)
-UNVERIFIED = ("estimates", "rtl", "rtlsim", "resources")
+UNVERIFIED = ("estimates", "rtl", "rtlsim", "deploy", "resources")
 #: cfg.hw entry -> the step that produces it
-HW_RESULTS = {"rtl": "rtl", "rtlsim": "rtlsim", "performance": "rtlsim", "resources": "resources"}
+HW_RESULTS = {"rtl": "rtl", "rtlsim": "rtlsim", "performance": "rtlsim", "deploy": "deploy",
+              "resources": "resources"}
 
 log = logging.getLogger("build_flows.build")
 
@@ -189,6 +190,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report = make_report(args, out, model_path, board, clock, cfg, inputs, dirs)
     if stop == len(names):
         report["bitfile"] = vivado.finish(model, cfg, out)
+        if cfg.hw.get("deploy"):
+            from build_flows.deploy import package
+
+            report["deploy"] = package.finish(out, report["bitfile"], cfg)
     reports.write_json(report, out / "report.json")
     reports.write_markdown(report, out / "report.md")
     if cfg.estimates:
@@ -215,6 +220,7 @@ def make_report(args: argparse.Namespace, out: Path, model_path: Path, board: An
         "rtl": cfg.hw.get("rtl"),
         "performance": cfg.hw.get("performance"),
         "resources": cfg.hw.get("resources"),
+        "deploy": cfg.hw.get("deploy"),
         "bitfile": {"path": None, "reason": "the build stopped before the last open step"},
         "steps": [{"name": s["step"], "seconds": s["seconds"]} for s in done],
     }

@@ -8,6 +8,8 @@ stitched Verilator simulation on the verification images, and Yosys resource est
 * ``rtlsim``: the verification images through the simulated accelerator (full flow); every
   output must equal FINN's Python execution of the dataflow graph (first mismatch reported with
   sample and position). Steady-state cycles per frame, latency and FPS beside FINN's estimate.
+* ``deploy``: the deployment package ``out/deploy/`` (:mod:`build_flows.deploy.package`): the
+  driver with its board and simulation backends, ``validate.py``, ``throughput.py``, settings.
 * ``resources``: Yosys ``synth_xilinx`` for the board's family on the stitched top (and per unit
   with ``--per-node``): LUT, FF, BRAM36, DSP and percentages of the part, beside FINN's estimate.
 
@@ -61,6 +63,7 @@ def step_rtl(model: Any, cfg: steps.BuildConfig) -> Any:
         m, nodes_dir, cfg.board.part, cfg.clock_ns), cfg.work_dir)
     child = steps.dataflow_model(model)
     acc = accel.build(child, rtl_dir(cfg))
+    accel.write_io_top(child, acc)  # what the deployment package's simulation runs
     cfg.hw["rtl"] = {"directory": str(acc.directory), "top": "accel",
                      "units": len(child.graph.node), "stages": len(acc.stages),
                      "filelist": str(acc.directory / "accel.f"),
@@ -89,6 +92,8 @@ def step_rtlsim(model: Any, cfg: steps.BuildConfig) -> Any:
     got, timing = accel.simulate(acc, frames, max_cycles=limit)
     ref = accel.finn_outputs(child, frames)
     result = accel.compare(got, ref)
+    np.savez_compressed(rtl_dir(cfg) / "expected.npz", frames=frames.astype(np.int64),
+                        outputs=ref)  # the deployment package's self-test
     result["seconds"] = round(time.time() - t0, 1)
     result["inputs"] = inputs.source if inputs is not None and len(inputs.images) else "random"
     if inputs is not None and inputs.labels is not None and got.shape[1] == 1:
@@ -158,4 +163,16 @@ def step_resources(model: Any, cfg: steps.BuildConfig) -> Any:
     return model
 
 
-HW_STEPS = [("rtl", step_rtl), ("rtlsim", step_rtlsim), ("resources", step_resources)]
+def step_deploy(model: Any, cfg: steps.BuildConfig) -> Any:
+    """The deployment package (the bitfile is added after the Vivado steps, when they run)."""
+    from build_flows import vivado
+    from build_flows.deploy import package
+
+    reason = vivado.missing() or "the Vivado steps have not run yet"
+    out = package.write(model, steps.dataflow_model(model), cfg, rtl_dir(cfg), reason)
+    cfg.hw["deploy"] = {"directory": str(out), "bitfile": None, "reason": reason}
+    return model
+
+
+HW_STEPS = [("rtl", step_rtl), ("rtlsim", step_rtlsim), ("deploy", step_deploy),
+            ("resources", step_resources)]

@@ -128,7 +128,8 @@ def wrapper_source(top: str, unit: units.Unit, files: dict[str, str], in_port_wi
              f"    output logic [{out_w - 1}:0] out0_V_TDATA,", "    output logic out0_V_TVALID,",
              "    input  logic out0_V_TREADY", ");",
              f"  logic [{unit.out_width - 1}:0] u_tdata;",
-             f"  {unit.module} #(", plist, "  ) u (", "      .clk(ap_clk), .rst_n(ap_rst_n),",
+             *([f"  {unit.module} #(", plist, "  ) u ("] if params else [f"  {unit.module} u ("]),
+             "      .clk(ap_clk), .rst_n(ap_rst_n),",
              f"      .in_tdata(in0_V_TDATA[{unit.in_width - 1}:0]), .in_tvalid(in0_V_TVALID), "
              ".in_tready(in0_V_TREADY),",
              "      .out_tdata(u_tdata), .out_tvalid(out0_V_TVALID), .out_tready(out0_V_TREADY)",

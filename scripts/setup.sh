@@ -11,6 +11,8 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3.11}
 TORCH_SPEC="torch==2.13.0"
 FINN_PLUS="finn-plus==1.6.1"
+# the board-side driver of finn-plus: its packing runs in our driver on the board and in simulation
+FINN_DRIVER="finn-plus-driver==1.6.1"
 # Debian packages: the Fashion-MNIST data set, Yosys, and a C++ toolchain for Verilator models.
 APT_PACKAGES="dataset-fashion-mnist yosys g++ make"
 
@@ -51,6 +53,8 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
     pip -r requirements/lock.txt
     # finn-plus pins brevitas==0.13.0, which does not coexist with torch 2.13: install it alone.
     pip --no-deps "$FINN_PLUS"
+    # finn-plus-driver pins numpy<2 and grpcio for the board image; its packing needs neither.
+    pip --no-deps "$FINN_DRIVER"
     pip --no-deps --no-build-isolation -e .
     echo "$want" > "$STAMP"
     echo "setup: done in $(( $(date +%s) - start )) s"

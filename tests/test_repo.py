@@ -42,6 +42,16 @@ def test_layering(package: str) -> None:
     assert not bad, "\n".join(bad)
 
 
+def test_shipped_driver_imports_only_what_a_board_has() -> None:
+    """The files a deployment package ships run on the board's Python: numpy, PYNQ and
+    finn-plus-driver (with qonnx); ``hw`` only for the simulation backend."""
+    allowed = set(sys.stdlib_module_names) | {"numpy", "pynq", "finn_plus_driver", "qonnx",
+                                              "matplotlib", "driver", "hw"}
+    for name in ("driver.py", "validate.py", "throughput.py"):
+        hits = imported_roots(REPO / "build_flows" / "deploy" / name) - allowed
+        assert not hits, f"build_flows/deploy/{name} imports {sorted(hits)}"
+
+
 def test_modules_stay_small() -> None:
     big = [f"{p.relative_to(REPO)}: {n} lines" for pkg in FORBIDDEN
            for p in (REPO / pkg).rglob("*.py") if (n := len(p.read_text().splitlines())) > 450]

@@ -29,7 +29,7 @@ def one_line_error(capsys, message: str) -> bool:
 
 
 def check_report(report: dict, samples: int) -> None:
-    assert [s["name"] for s in report["steps"]] == OPEN_STEPS
+    assert [s["name"] for s in report["steps"]] == OPEN_STEPS + ["deploy"] * bool(report["deploy"])
     ver = report["verification"]
     assert [s["step"] for s in ver["steps"]] == GRAPH_STEPS
     assert all(s["samples"] == samples and s["mismatches"] == 0 for s in ver["steps"])
@@ -280,11 +280,22 @@ def test_final_batchnorm_runs_on_the_host(tmp_path: Path, build_models) -> None:
                                              name="FinalBN", epsilon=1e-5))
     path = tmp_path / "final_bn.onnx"
     onnx.save(model, path)
-    rc, report = run_build("--model", path, "--out", tmp_path / "b", "--verify-samples", 10)
+    rc, report = run_build("--model", path, "--out", tmp_path / "b", "--verify-samples", 10,
+                           "--to-step", "deploy")
     assert rc == 0
     check_report(report, 10)
     assert report["host_nodes"]
     assert all("logits" in s["kind"] for s in report["verification"]["steps"])
+    # the deployment driver runs that tail on the host, in numpy: same classes as the model
+    from build_flows import checks, verify
+    from build_flows.deploy.driver import Accelerator
+
+    acc = Accelerator.simulation(tmp_path / "b" / "deploy", batch_size=10)
+    assert [n["op"] for n in acc.post][-2:] == ["Mul", "Add"]
+    original = checks.infer_shapes(checks.load_onnx(path), path)
+    inputs = verify.make_inputs(original, 10)
+    want = np.argmax(verify.reference(original, inputs), axis=1)
+    assert acc.classify(inputs.images).tolist() == want.tolist()
 
 
 @pytest.mark.parametrize("method", ["bnn", "si_bnn"])

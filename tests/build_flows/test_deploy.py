@@ -1,0 +1,200 @@
+"""The deployment package and its driver: the simulation backend runs the very packing, stream and
+unpacking code the board runs, and must reproduce the software's predictions on real images."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from build_flows import checks, verify
+from build_flows.deploy.driver import (Accelerator, DriverError, beats_from_buffer,
+                                       buffer_from_beats)
+from tests.build_flows.conftest import run_build
+from tests.build_flows.test_build import CONFIGS
+
+pytestmark = [pytest.mark.finn, pytest.mark.verilator]
+
+FOLDING = {"tfc": "tfc_w1a1.json", "cnv": "cnv_w1a1_1ch.json"}
+FASHION = verify.DEBIAN["fashion-mnist"]
+
+
+@pytest.fixture(scope="module")
+def packages(build_models, tmp_path_factory):
+    """Builds (to the deploy step) of calibrated TFC/CNV bnn models with the published foldings;
+    each happens once, when a test first asks for it: {net: (build dir, report, model path)}."""
+    root = tmp_path_factory.mktemp("deploy")
+
+    class Lazy(dict):
+        def __missing__(self, net: str):
+            model = build_models[net, "bnn"]
+            rc, report = run_build("--model", model, "--out", root / net, "--folding",
+                                   CONFIGS / FOLDING[net], "--verify-samples", 20,
+                                   "--to-step", "deploy")
+            assert rc == 0
+            self[net] = (root / net, report, model)
+            return self[net]
+
+    return Lazy()
+
+
+def fashion_images(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` Fashion-MNIST test images as the dataset stores them (28x28) and labels."""
+    if not (FASHION / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"{FASHION} missing: `make setup` as root installs dataset-fashion-mnist")
+    x = verify._read_idx(FASHION / "t10k-images-idx3-ubyte.gz")[:n]
+    return x, verify._read_idx(FASHION / "t10k-labels-idx1-ubyte.gz")[:n].astype(np.int64)
+
+
+def software_top1(model_path: Path, images: np.ndarray, pad: int) -> np.ndarray:
+    """The exported QONNX model's class (first maximum of its logits) for each image."""
+    model = checks.load_onnx(model_path)
+    x = np.pad(images[:, None], ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    logits = verify.reference(model, verify.Inputs(x, None, "test"))
+    return np.argmax(logits, axis=1)
+
+
+def test_package_without_vivado(packages) -> None:
+    out, report, _ = packages["tfc"]
+    deploy = out / "deploy"
+    for name in ("driver.py", "validate.py", "throughput.py", "README.md",
+                 "driver/settings.json", "driver/selftest.npz"):
+        assert (deploy / name).is_file(), name
+    assert not (deploy / "bitfile").exists()
+    assert report["deploy"]["directory"] == str(deploy) and report["deploy"]["bitfile"] is None
+    assert "Vivado" in report["deploy"]["reason"]
+    settings = json.loads((deploy / "driver" / "settings.json").read_text())
+    info = settings["driver_information"]
+    assert info["driver_type"] == "FINNDMAOverlay" and info["platform"] == "zynq-iodma"
+    io = info["io_shape_dict"]  # the first unit takes 49 pixels per beat: 16 beats per frame
+    assert io["idt"] == ["DataType['UINT8']"] and io["ishape_packed"] == [[1, 16, 49]]
+    assert io["oshape_normal"] == [[1, 1]] and io["oshape_packed"] == [[1, 1, 1]]
+    assert [n["op"] for n in settings["bnnforge"]["host_pre"]] == ["Reshape"]
+    assert "Vivado" in settings["bnnforge"]["bitfile_reason"]
+    readme = (deploy / "README.md").read_text()
+    assert "PYNQ v3.0.1" in readme and "no bitfile in this package" in readme
+
+
+@pytest.mark.parametrize("net", ["tfc", pytest.param("cnv", marks=pytest.mark.slow)])
+def test_simulated_driver_equals_software(packages, net: str) -> None:
+    """100 real test images (28x28; the driver pads them for CNV) through the driver's
+    simulation backend: every prediction equals the exported model's."""
+    out, _, model = packages[net]
+    images, labels = fashion_images(100)
+    acc = Accelerator.simulation(out / "deploy", batch_size=32)
+    got = acc.classify(images)
+    want = software_top1(model, images, 2 if net == "cnv" else 0)
+    bad = np.flatnonzero(got != want)
+    assert not len(bad), f"{len(bad)} predictions differ; first at image {bad[0]}: " \
+                         f"driver {got[bad[0]]}, software {want[bad[0]]}"
+    assert acc.backend.last_cycles and len(got) == 100
+
+
+def test_scripts_in_simulation(packages, tmp_path: Path) -> None:
+    """validate.py (dataset and self-test) and throughput.py, run as on the board but --sim."""
+    out, _, model = packages["tfc"]
+    deploy = out / "deploy"
+
+    def script(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(deploy / args[0]), *args[1:], "--sim"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+    proc = script("validate.py", "--images", str(FASHION / "t10k-images-idx3-ubyte.gz"),
+                  "--labels", str(FASHION / "t10k-labels-idx1-ubyte.gz"), "--limit", "100",
+                  "--out", "v.json")
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((tmp_path / "v.json").read_text())
+    images, labels = fashion_images(100)
+    want = software_top1(model, images, 0)
+    assert res["images"] == 100 and res["predictions"] == want.tolist()
+    assert res["accuracy"] == pytest.approx(np.mean(want == labels))
+    assert "accuracy" in proc.stderr
+
+    proc = script("validate.py", "--self-test", "--out", "s.json")
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((tmp_path / "s.json").read_text())
+    assert res["frames"] == 20 and res["mismatches"] == 0
+
+    proc = script("throughput.py", "--batch-sizes", "1,8", "--out", "t.json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    assert [r["batch_size"] for r in rows] == [1, 8]
+    # TFC, published folding: one frame per 64 cycles once the pipeline is full
+    assert rows[1]["cycles"] < rows[0]["cycles"] + 8 * 64 * 1.1
+    assert rows[1]["fps_at_fclk"] > rows[0]["fps_at_fclk"] > 0
+    assert (tmp_path / "t.png").is_file()
+
+
+def test_self_test_reports_the_first_mismatch(packages, tmp_path: Path) -> None:
+    out, _, _ = packages["tfc"]
+    acc = Accelerator.simulation(out / "deploy", batch_size=8)
+    data = dict(np.load(out / "deploy" / "driver" / "selftest.npz"))
+    data["outputs"][13, 0] = (data["outputs"][13, 0] + 1) % 10
+    np.savez(tmp_path / "bad.npz", **data)
+    res = acc.self_test(tmp_path / "bad.npz")
+    assert res["mismatches"] == 1 and res["first_mismatch"]["frame"] == 13
+    assert acc.self_test()["mismatches"] == 0
+
+
+def test_packing_is_the_rtl_stream_encoding(packages) -> None:
+    """Buffer bytes read as the IODMA reads them give exactly the beats our RTL's encoding
+    (``hw.units.beats_of``) gives for the same frames; and back for outputs."""
+    from hw import units
+
+    out, _, _ = packages["tfc"]
+    acc = Accelerator.simulation(out / "deploy", batch_size=4)
+    frames = np.random.default_rng(0).integers(0, 256, (4, 784)).astype(np.uint8)
+    packed = acc.pack(frames, host_pre=False)
+    assert beats_from_buffer(packed, acc.spec.in_beat_bytes) == units.beats_of(
+        frames.reshape(-1), 49, 8)
+    beats = [3, 9, 0, 7]
+    assert acc.unpack(buffer_from_beats(beats, 1).reshape(4, 1, 1), False).reshape(-1).tolist() \
+        == beats
+
+
+def test_malformed_inputs_get_clear_errors(packages, tmp_path: Path) -> None:
+    out, _, _ = packages["tfc"]
+    acc = Accelerator.simulation(out / "deploy", batch_size=4)
+    ok = np.zeros((4, 1, 28, 28), np.uint8)
+    with pytest.raises(DriverError, match=r"input shape \(4, 28, 28\): expected \(batch, 1, 28, "):
+        acc.execute(ok[:, 0])
+    with pytest.raises(DriverError, match="input dtype float32: expected integers of UINT8"):
+        acc.execute(ok.astype(np.float32))
+    with pytest.raises(DriverError, match=r"batch of 5 frames is larger than the buffers \(4"):
+        acc.execute(np.zeros((5, 1, 28, 28), np.uint8))
+    bad = ok.astype(np.int64)
+    bad[2, 0, 3, 4] = 300
+    with pytest.raises(DriverError, match=r"input value 300 at index \(2, 0, 3, 4\) is outside"):
+        acc.execute(bad)
+    with pytest.raises(DriverError, match="empty batch"):
+        acc.execute(ok[:0])
+    with pytest.raises(DriverError, match="settings.json not found"):
+        Accelerator.simulation(tmp_path)
+    with pytest.raises(DriverError, match="no bitfile"):
+        Accelerator.board(out / "deploy")
+    assert acc.classify(np.zeros((9, 28, 28), np.uint8)).shape == (9,)  # split into batches
+
+
+@pytest.mark.board
+def test_validate_on_the_board() -> None:
+    """On a PYNQ board: ``BNNFORGE_DEPLOY`` names a deployment package with its bitfile; its
+    self-test must pass bit for bit, and with ``BNNFORGE_DATASET`` (an images file, labels next
+    to it as for IDX) the accuracy is reported."""
+    deploy = os.environ.get("BNNFORGE_DEPLOY")
+    if not deploy:
+        pytest.fail("set BNNFORGE_DEPLOY to a deployment package with its bitfile")
+    proc = subprocess.run([sys.executable, "validate.py", "--self-test"], cwd=deploy,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((Path(deploy) / "validate.json").read_text())["mismatches"] == 0
+    data = os.environ.get("BNNFORGE_DATASET")
+    if data:
+        labels = data.replace("images-idx3", "labels-idx1")
+        proc = subprocess.run([sys.executable, "validate.py", "--images", data, "--labels",
+                               labels], cwd=deploy, capture_output=True, text=True, timeout=3600)
+        assert proc.returncode == 0, proc.stderr
