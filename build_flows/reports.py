@@ -114,13 +114,11 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
 
 def plot_cycles(est: dict[str, Any], path: Path) -> None:
     """Bar chart of cycles per layer with the bottleneck line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend stays as it is
 
     layers = est["layers"]
-    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(layers) + 2), 4))
+    fig = Figure(figsize=(max(6, 0.5 * len(layers) + 2), 4))
+    ax = fig.subplots()
     names = [r["name"] for r in layers]
     ax.bar(range(len(layers)), [r["cycles"] for r in layers],
            color=["tab:red" if n == est["bottleneck"] else "tab:blue" for n in names])
@@ -133,7 +131,6 @@ def plot_cycles(est: dict[str, Any], path: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def write_json(report: dict[str, Any], path: Path) -> None:

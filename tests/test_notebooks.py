@@ -186,3 +186,36 @@ def test_02_train_and_export(notebook_work: Path) -> None:
     text = text_outputs(nb)
     assert "parity: ok" in text and "test accuracy after 2 epoch(s)" in text
     assert png_count(nb) >= 2  # the training curve and the predictions
+
+
+@pytest.mark.finn
+@pytest.mark.verilator
+@pytest.mark.yosys
+@pytest.mark.slow
+def test_03_build_and_verify(notebook_work: Path, notebook_kernels: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"  # a build of its own: notebook 04's test does not depend on it
+    (work / "tfc_bnn").mkdir(parents=True)
+    (work / "tfc_bnn" / "model.onnx").symlink_to(notebook_work / "tfc_bnn" / "model.onnx")
+    nb = execute_notebook(NOTEBOOKS / "03_build_and_verify.ipynb", notebook_kernels,
+                          notebook_env(work, BNNFORGE_NB_VERIFY_SAMPLES="50"), tmp_path)
+    report = json.loads((work / "tfc_bnn" / "build" / "report.json").read_text())
+    assert report["verification"]["rtlsim"]["mismatches"] == 0
+    assert report["resources"]["per_node"] and report["deploy"]["directory"]
+    assert "rtlsim: 50 samples, 0 mismatches" in text_outputs(nb)
+    assert png_count(nb) >= 2  # cycles per layer, resources
+
+
+@pytest.mark.finn
+@pytest.mark.verilator
+@pytest.mark.slow
+def test_04_deploy(notebook_work: Path, notebook_kernels: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    (work / "tfc_bnn").mkdir(parents=True)
+    (work / "tfc_bnn" / "model.onnx").symlink_to(notebook_work / "tfc_bnn" / "model.onnx")
+    nb = execute_notebook(NOTEBOOKS / "04_deploy.ipynb", notebook_kernels,
+                          notebook_env(work, BNNFORGE_NB_VERIFY_SAMPLES="100"), tmp_path)
+    text = text_outputs(nb)
+    assert "100 images: 0 predictions differ from the software" in text
+    assert "'mismatches': 0" in text and text.count("DriverError:") == 3
+    assert "not on a PYNQ board" in text
+    assert png_count(nb) >= 2  # predictions, throughput

@@ -23,12 +23,11 @@ log = logging.getLogger("bnnforge.throughput")
 
 def plot(rows: list[dict], path: Path) -> None:
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         return
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     b = [r["batch_size"] for r in rows]
     ax.plot(b, [r["fps_wall"] for r in rows], "o-", label="measured (wall clock)")
     if all("fps_at_fclk" in r for r in rows):
@@ -38,7 +37,6 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:

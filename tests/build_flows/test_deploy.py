@@ -198,3 +198,56 @@ def test_validate_on_the_board() -> None:
         proc = subprocess.run([sys.executable, "validate.py", "--images", data, "--labels",
                                labels], cwd=deploy, capture_output=True, text=True, timeout=3600)
         assert proc.returncode == 0, proc.stderr
+
+
+def test_board_backend_moves_the_buffers_as_finn_plus_driver_expects(packages, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    """The board path without a board: a stand-in for finn-plus-driver's FINNDMAOverlay (its
+    buffer allocation, flush/invalidate and execute_on_buffers(batch_size=n)) whose DMAs feed
+    the simulated accelerator. Predictions must equal the simulation backend's."""
+    import types
+
+    out, _, _ = packages["tfc"]
+    sim = Accelerator.simulation(out / "deploy", batch_size=16)
+    calls = []
+
+    class Buffer(np.ndarray):
+        def flush(self) -> None:
+            calls.append("flush")
+
+        def invalidate(self) -> None:
+            calls.append("invalidate")
+
+    class FakeOverlay:
+        def __init__(self, bitfile, batch_size, io_shape_dict, platform, **kwargs) -> None:
+            assert platform == "zynq-iodma" and Path(bitfile).name == "finn-accel.bit"
+            self.io = io_shape_dict
+            self.batch_size = batch_size
+
+        @property
+        def batch_size(self) -> int:
+            return self._b
+
+        @batch_size.setter
+        def batch_size(self, b: int) -> None:
+            self._b = b
+            self.ibuf_packed_device = [np.zeros((b, *self.io["ishape_packed"][0][1:]),
+                                                np.uint8).view(Buffer)]
+            self.obuf_packed_device = [np.zeros((b, *self.io["oshape_packed"][0][1:]),
+                                                np.uint8).view(Buffer)]
+
+        def execute_on_buffers(self, batch_size: int) -> None:
+            assert calls[-1] == "flush"
+            packed = np.asarray(self.ibuf_packed_device[0][:batch_size])
+            self.obuf_packed_device[0][:batch_size] = sim.backend.run(packed)
+
+    mod = types.ModuleType("finn_plus_driver.overlays.dma")
+    mod.FINNDMAOverlay = FakeOverlay
+    monkeypatch.setitem(sys.modules, "finn_plus_driver.overlays.dma", mod)
+    bit = tmp_path / "finn-accel.bit"
+    bit.write_bytes(b"")
+    board = Accelerator.board(out / "deploy", batch_size=16, bitfile=bit)
+    images, _ = fashion_images(40)
+    assert board.classify(images).tolist() == sim.classify(images).tolist()
+    assert calls.count("invalidate") == 3  # 40 images in batches of 16
+    assert board.self_test()["mismatches"] == 0
