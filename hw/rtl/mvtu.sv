@@ -70,7 +70,21 @@ module mvtu #(
 
   // ---- stage 1: registered operands (weight memory read, input beat) ----
   logic [PE*SIMD-1:0] w1;
-  logic [WADDR_W-1:0] waddr;  // nf * SF + sf, counted (a multiplier would cost a DSP)
+  // waddr = nf * SF + sf: the counters side by side when SF is a power of two, else counted
+  // (a multiplier would cost a DSP)
+  localparam SF_POW2 = (SF & (SF - 1)) == 0 && SF > 1;
+  logic [WADDR_W-1:0] waddr, waddr_q;
+  generate
+    if (SF_POW2) begin : g_waddr_cat
+      if (NF > 1) begin : g_nf
+        assign waddr = {nf, sf};
+      end else begin : g_sf
+        assign waddr = sf;
+      end
+    end else begin : g_waddr_count
+      assign waddr = waddr_q;
+    end
+  endgenerate
   generate  // synchronous-read weight memory, with the implementation the node asks for
     if (RAM_STYLE == "distributed") begin : g_lutram
 `ifdef YOSYS  // Yosys 0.23 has no LUT-RAM ROM mapping for xc7: a ROM in LUTs is the same thing
@@ -105,12 +119,12 @@ module mvtu #(
     if (!rst_n) begin
       sf <= '0;
       nf <= '0;
-      waddr <= '0;
+      waddr_q <= '0;
       s1_valid <= 1'b0;
     end else begin
       if (!stall) s1_valid <= advance;
       if (advance) begin
-        waddr <= (waddr == WADDR_W'(SF * NF - 1)) ? '0 : waddr + 1'b1;
+        waddr_q <= (waddr_q == WADDR_W'(SF * NF - 1)) ? '0 : waddr_q + 1'b1;
         if (sf == SF_W'(SF - 1)) begin
           sf <= '0;
           nf <= (nf == NF_W'(NF - 1)) ? '0 : nf + 1'b1;
@@ -140,30 +154,42 @@ module mvtu #(
     end
   endfunction
 
-  // XNOR popcount per PE: full adders on groups of three lanes (each output bit one 6-input
-  // function of three input/weight pairs, the XNOR folded in), then a balanced adder tree over
-  // the 2-bit counts (heap order: node i sums nodes 2i+1 and 2i+2; the leaves come last).
+  // XNOR popcount per PE: G = ceil(SIMD / 4) full adders on groups of three lanes (each output
+  // bit one 6-input function of three input/weight pairs, the XNOR folded in), a balanced adder
+  // tree over their 2-bit counts (heap order: node i sums nodes 2i+1 and 2i+2; the leaves come
+  // last), and the remaining lanes (at most G) as the carry-ins of the tree's G - 1 adders and
+  // of the accumulator's adder, which cost nothing on a carry chain.
+  localparam G = (SIMD + 3) / 4;
+  localparam CIN = SIMD > 3 * G ? SIMD - 3 * G : 0;  // lanes that enter as carry-ins
   logic [ACC_W-1:0] pc [PE];
+  logic cin_acc [PE];
   generate
     if (XNOR) begin : g_pop
-      localparam G = (SIMD + 2) / 3;
       for (genvar p = 0; p < PE; p++) begin : g_pe
-        logic [SIMD+1:0] m;  // matches, two zero lanes of padding
-        assign m = {2'b00, ~(x1[SIMD-1:0] ^ w1[p*SIMD +: SIMD])};
+        logic [SIMD-1:0] match;
+        logic [4*G-1:0] m;  // matches, zero lanes of padding
+        assign match = ~(x1[SIMD-1:0] ^ w1[p*SIMD +: SIMD]);
+        assign m = (4*G)'(match);  // zero-extended: the padding lanes never match
         logic [ACC_W-1:0] t [2*G-1];
+        logic [G-1:0] ci;  // ci[i]: carry-in of tree node i; ci[G-1]: of the accumulator
+        for (genvar i = 0; i < G; i++) begin : g_ci
+          assign ci[i] = (i < CIN) ? m[3*G+i] : 1'b0;
+        end
         for (genvar g = 0; g < G; g++) begin : g_leaf
           assign t[G-1+g] = {{(ACC_W-2){1'b0}},
                              (m[3*g] & m[3*g+1]) | (m[3*g+2] & (m[3*g] ^ m[3*g+1])),
                              m[3*g] ^ m[3*g+1] ^ m[3*g+2]};
         end
         for (genvar i = 0; i < G - 1; i++) begin : g_node
-          assign t[i] = t[2*i+1] + t[2*i+2];
+          assign t[i] = t[2*i+1] + t[2*i+2] + ACC_W'(ci[i]);
         end
         assign pc[p] = t[0];
+        assign cin_acc[p] = ci[G-1];
       end
     end else begin : g_nopop
       for (genvar p = 0; p < PE; p++) begin : g_pe
         assign pc[p] = '0;
+        assign cin_acc[p] = 1'b0;
       end
     end
   endgenerate
@@ -175,7 +201,7 @@ module mvtu #(
     for (int p = 0; p < PE; p++) begin
       d[p] = XNOR ? pc[p] : dot(x1, w1[p*SIMD+:SIMD]);
       sum[p] = (start1 ? (ACTIVATION ? tmem[nf1][p*AW +: AW] : '0) : acc[p])
-               + ((XNOR || ACC_W == AW) ? AW'(d[p]) : AW'($signed(d[p])));
+               + ((XNOR || ACC_W == AW) ? AW'(d[p]) : AW'($signed(d[p]))) + AW'(cin_acc[p]);
     end
   end
 
