@@ -20,6 +20,8 @@ demo: setup
 	@$(PY) -m models.summary $(DEMO_OUT)
 	$(PY) build_flows/build.py --model $(DEMO_OUT)/model.onnx --board Pynq-Z2 \
 	    --folding build_flows/configs/tfc_w1a1.json --verify-samples 100 --out $(DEMO_OUT)/build
+	$(PY) $(DEMO_OUT)/build/deploy/validate.py --sim --self-test \
+	    --out $(DEMO_OUT)/build/deploy/validate.json
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

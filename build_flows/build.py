@@ -284,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     if res:
         log.info("resources: %d LUT, %d FF, %.1f BRAM36, %d DSP (%s)", res["LUT"], res["FF"],
                  res["BRAM36"], res["DSP"], res["tool"])
+    dep = report.get("deploy")
+    if dep:
+        log.info("deployment package: %s (run its validate.py --sim here, or copy it to the "
+                 "board)", dep["directory"])
     bit = report["bitfile"]
     if bit.get("path") is None:
         log.info("no bitfile: %s", bit.get("reason"))

@@ -102,7 +102,9 @@ class BoardBackend:
         except ImportError as exc:
             raise DriverError(f"the board backend needs PYNQ and finn-plus-driver ({exc}); "
                               "on the board run: sudo pip install finn-plus-driver") from exc
-        info = {k: v for k, v in driver_information.items() if k != "driver_type"}
+        # a copy: FINNDMAOverlay turns the datatype names in io_shape_dict into objects
+        info = {k: v for k, v in json.loads(json.dumps(driver_information)).items()
+                if k != "driver_type"}
         self.overlay = FINNDMAOverlay(str(bitfile), batch_size=batch_size, **info)
         self.fclk_mhz = float(getattr(self.overlay, "fclk_mhz_actual", info.get("fclk_mhz", 100)))
         self.last_cycles: int | None = None

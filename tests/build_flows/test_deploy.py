@@ -222,6 +222,7 @@ def test_board_backend_moves_the_buffers_as_finn_plus_driver_expects(packages, t
         def __init__(self, bitfile, batch_size, io_shape_dict, platform, **kwargs) -> None:
             assert platform == "zynq-iodma" and Path(bitfile).name == "finn-accel.bit"
             self.io = io_shape_dict
+            io_shape_dict["idt"] = [object()]  # as FINNDMAOverlay does (DataType objects)
             self.batch_size = batch_size
 
         @property
