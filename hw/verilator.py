@@ -114,13 +114,21 @@ def run(sim: Sim, beats: list[int], n_out: int, workdir: Path, seed: int = 0,
     ``workdir`` holds the memory files the RTL reads.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "in.hex").write_text("".join(f"{b:x}\n" for b in beats))
+    # stream files of this run only: simulations may share a directory (its memory files)
+    fd, name = tempfile.mkstemp(prefix="in_", suffix=".hex", dir=workdir)
+    in_hex, out_hex = Path(name), Path(name[:-len(".hex")] + "_out.hex")
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(f"{b:x}\n" for b in beats))
     limit = max_cycles or 1000 + 50 * (len(beats) + n_out) * max(
         1, int(2 / max(min(p_valid, p_ready), 1e-3)))
-    proc = subprocess.run([str(sim.exe), "in.hex", "out.hex", str(n_out), str(seed),
-                           str(p_valid), str(p_ready), str(limit)], cwd=workdir,
-                          capture_output=True, text=True)
-    lines = (workdir / "out.hex").read_text().split("\n") if (workdir / "out.hex").exists() else []
+    try:
+        proc = subprocess.run([str(sim.exe), in_hex.name, out_hex.name, str(n_out), str(seed),
+                               str(p_valid), str(p_ready), str(limit)], cwd=workdir,
+                              capture_output=True, text=True)
+        lines = out_hex.read_text().split("\n") if out_hex.exists() else []
+    finally:
+        in_hex.unlink(missing_ok=True)
+        out_hex.unlink(missing_ok=True)
     rows = [ln.split() for ln in lines if ln.strip()]
     if proc.returncode != 0:
         raise SimError(f"{sim.top} simulation: {len(rows)} of {n_out} output beats after "

@@ -16,6 +16,11 @@ images and the accelerator's buffers is in this file and runs the same way on bo
 5. unpacking the output buffer (``packed_bytearray_to_finnpy``) and the host nodes after the
    accelerator (a per-class affine, top-1).
 
+The simulation runs our stitched accelerator (``accel.sv``: the same units with our FIFOs and
+width converters between them); the bitfile holds FINN's stitch of the same units' per-node
+tops. Both are verified against FINN's execution of the graph; that they agree on a board is
+what ``validate.py --self-test`` checks there.
+
 Usage::
 
     acc = Accelerator.board("deploy/", batch_size=100)        # on the board
@@ -54,13 +59,16 @@ class IOSpec:
     def __init__(self, io: dict[str, Any]) -> None:
         if io.get("num_inputs", 1) != 1 or io.get("num_outputs", 1) != 1:
             raise DriverError("the driver supports accelerators with one input and one output")
-        self.idt, self.odt = _datatype(io["idt"][0]), _datatype(io["odt"][0])
-        self.ishape = tuple(io["ishape_normal"][0])[1:]
-        self.ifolded = tuple(io["ishape_folded"][0])[1:]
-        self.ipacked = tuple(io["ishape_packed"][0])[1:]
-        self.oshape = tuple(io["oshape_normal"][0])[1:]
-        self.ofolded = tuple(io["oshape_folded"][0])[1:]
-        self.opacked = tuple(io["oshape_packed"][0])[1:]
+        try:
+            self.idt, self.odt = _datatype(io["idt"][0]), _datatype(io["odt"][0])
+            self.ishape = tuple(io["ishape_normal"][0])[1:]
+            self.ifolded = tuple(io["ishape_folded"][0])[1:]
+            self.ipacked = tuple(io["ishape_packed"][0])[1:]
+            self.oshape = tuple(io["oshape_normal"][0])[1:]
+            self.ofolded = tuple(io["oshape_folded"][0])[1:]
+            self.opacked = tuple(io["oshape_packed"][0])[1:]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise DriverError(f"settings.json: io_shape_dict lacks {exc}") from None
 
     @property
     def in_beat_bytes(self) -> int:
@@ -105,7 +113,11 @@ class BoardBackend:
         # a copy: FINNDMAOverlay turns the datatype names in io_shape_dict into objects
         info = {k: v for k, v in json.loads(json.dumps(driver_information)).items()
                 if k != "driver_type"}
-        self.overlay = FINNDMAOverlay(str(bitfile), batch_size=batch_size, **info)
+        try:
+            self.overlay = FINNDMAOverlay(str(bitfile), batch_size=batch_size, **info)
+        except Exception as exc:  # PYNQ: not root, no such IP in the .hwh, ...
+            raise DriverError(f"{bitfile}: the overlay did not load: {type(exc).__name__}: "
+                              f"{exc}") from exc
         self.fclk_mhz = float(getattr(self.overlay, "fclk_mhz_actual", info.get("fclk_mhz", 100)))
         self.last_cycles: int | None = None
 
@@ -140,8 +152,11 @@ class SimBackend:
         if not filelist.is_file():
             raise DriverError(f"{filelist} not found: give the rtl/ directory of a build")
         self.verilator, self.dir, self.spec = verilator, Path(rtl_dir), spec
-        self.sim = verilator.build("accel_io_sim",
-                                   [Path(s) for s in filelist.read_text().split()])
+        try:
+            self.sim = verilator.build("accel_io_sim",
+                                       [Path(s) for s in filelist.read_text().split()])
+        except (verilator.SimError, OSError) as exc:
+            raise DriverError(f"the simulation of {filelist} did not build: {exc}") from exc
         self.fclk_mhz, self.seed, self.p_valid, self.p_ready = fclk_mhz, seed, p_valid, p_ready
         self.last_cycles: int | None = None
 
@@ -152,9 +167,12 @@ class SimBackend:
         n = len(packed)
         beats = beats_from_buffer(packed, self.spec.in_beat_bytes)
         n_out = n * int(np.prod(self.spec.opacked)) // self.spec.out_beat_bytes
-        got, cycles, _ = self.verilator.run(self.sim, beats, n_out, self.dir, seed=self.seed,
-                                            p_valid=self.p_valid, p_ready=self.p_ready,
-                                            max_cycles=50_000_000 + 10_000_000 * n)
+        try:
+            got, cycles, _ = self.verilator.run(self.sim, beats, n_out, self.dir, seed=self.seed,
+                                                p_valid=self.p_valid, p_ready=self.p_ready,
+                                                max_cycles=50_000_000 + 10_000_000 * n)
+        except self.verilator.SimError as exc:
+            raise DriverError(str(exc)) from exc
         self.last_cycles = cycles
         return buffer_from_beats(got, self.spec.out_beat_bytes).reshape(n, *self.spec.opacked)
 
@@ -194,12 +212,20 @@ class Accelerator:
         path = Path(deploy_dir) / "driver" / "settings.json"
         if not path.is_file():
             raise DriverError(f"{path} not found: give a deployment package (a build's deploy/)")
-        return json.loads(path.read_text())
+        try:
+            settings = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DriverError(f"{path}: not valid JSON ({exc})") from None
+        if "driver_information" not in settings:
+            raise DriverError(f"{path}: no driver_information")
+        return settings
 
     @classmethod
     def board(cls, deploy_dir: Path, batch_size: int = 1,
               bitfile: Path | None = None) -> Accelerator:
         """The accelerator programmed on this PYNQ board from the package's bitfile."""
+        if int(batch_size) < 1:
+            raise DriverError(f"batch_size must be at least 1, got {batch_size}")
         settings = cls.load_settings(deploy_dir)
         bit = Path(bitfile) if bitfile else Path(deploy_dir) / "bitfile" / "finn-accel.bit"
         if not bit.is_file():
@@ -251,11 +277,12 @@ class Accelerator:
             raise DriverError(f"input dtype {x.dtype}: expected integers of "
                               f"{self.spec.idt.name} (e.g. numpy uint8 images)")
         lo, hi = self.spec.idt.min(), self.spec.idt.max()
-        bad = np.argwhere((x < lo) | (x > hi))
+        bad = np.argwhere((x < lo) | (x > hi) | ((x == 0) & (self.spec.idt.name == "BIPOLAR")))
         if len(bad):
             idx = tuple(int(i) for i in bad[0])
-            raise DriverError(f"input value {x[idx]} at index {idx} is outside "
-                              f"{self.spec.idt.name} [{lo}, {hi}]")
+            raise DriverError(f"input value {x[idx]} at index {idx} is not a "
+                              f"{self.spec.idt.name} value ([{lo}, {hi}]"
+                              f"{', no 0' if self.spec.idt.name == 'BIPOLAR' else ''})")
         return x
 
     def pack(self, x: np.ndarray, host_pre: bool = True) -> np.ndarray:
@@ -324,8 +351,9 @@ class Accelerator:
         return y[:, 0].astype(np.int64) if y.shape[1] == 1 else np.argmax(y, axis=1)
 
     def throughput(self, batch_sizes: list[int], seed: int = 0) -> list[dict[str, Any]]:
-        """Frames per second of whole batches (packing, DMA/simulation, unpacking) per batch
-        size; in simulation also the simulated cycles and the FPS they mean at the clock."""
+        """Frames per second per batch size: the time of the packed buffers' round trip
+        through the backend (DMAs and accelerator, or the simulation; packing excluded); in
+        simulation also the simulated cycles and the FPS they mean at the clock."""
         rng = np.random.default_rng(seed)
         lo, hi = int(self.spec.idt.min()), int(self.spec.idt.max())
         rows = []
@@ -333,6 +361,8 @@ class Accelerator:
             self.batch_size = b
             x = rng.integers(lo, hi + 1, size=(b, *self.input_shape)).astype(
                 np.uint8 if hi <= 255 and lo >= 0 else np.int64)
+            if self.spec.idt.name == "BIPOLAR":
+                x = 2 * (x > 0) - 1
             packed = self.pack(x)
             t0 = time.perf_counter()
             self.backend.run(packed)

@@ -169,6 +169,10 @@ def finish(out: Path, bitfile: dict[str, Any], cfg: Any) -> dict[str, Any]:
     if bitfile.get("path"):
         finn_deploy = Path(bitfile["deploy_dir"])
         theirs = json.loads((finn_deploy / "driver" / "settings.json").read_text())
+        ti = theirs["driver_information"]
+        if ti.get("external_weights") or ti.get("runtime_weights"):
+            raise BuildError(f"{finn_deploy / 'driver'}: finn-plus made weights external or "
+                             "runtime-writable; our units embed their weights")
         a = ours["driver_information"]["io_shape_dict"]
         b = theirs["driver_information"]["io_shape_dict"]
         for key in ("idt", "odt", "ishape_folded", "ishape_packed", "oshape_folded",
@@ -200,6 +204,9 @@ def readme(settings: dict[str, Any], cfg: Any) -> str:
     table = "| | datatype | shape | packed buffer per frame |\n|---|---|---|---|\n" + "".join(
         f"| {r[0]} | {r[1]} | {r[2]} | {r[3][1:]} bytes |\n" for r in rows)
     host = ", ".join(n["op"] for n in bn["host_pre"] + bn["host_post"]) or "none"
+    dataset = bn.get("dataset") or "the model's dataset"
+    data = ("--images test_batch.bin" if dataset == "cifar10" else
+            "--images t10k-images-idx3-ubyte.gz --labels t10k-labels-idx1-ubyte.gz")
     return f"""# bnnforge deployment package: {board} ({bn['part']})
 
 {bit}.
@@ -214,10 +221,13 @@ Copy this directory to the board (e.g. `scp -r deploy xilinx@pynq:~/bnnforge`), 
 in PYNQ's Python environment (`sudo -i; source /etc/profile.d/pynq_venv.sh`):
 
     pip install finn-plus-driver==1.6.1
-    python validate.py --images t10k-images-idx3-ubyte.gz --labels t10k-labels-idx1-ubyte.gz
+    python validate.py --self-test
+    python validate.py {data}
     python throughput.py --batch-sizes 1,10,100,1000
 
-`validate.py` prints the test-set accuracy and writes `validate.json`; `throughput.py` writes
+`validate.py --self-test` runs the build's verification frames and requires the outputs the
+build computed in software, bit for bit; with a dataset file it prints the test-set accuracy
+({dataset}). Both write `validate.json`; `throughput.py` writes
 `throughput.json` (frames per second per batch size). The same commands with `--sim` run on
 the Verilator simulation of the accelerator instead (on the build machine, with the
 bnnforge repository and Verilator).

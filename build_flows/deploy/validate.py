@@ -44,6 +44,14 @@ def load(images: Path, labels: Path | None) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images (N, C, H, W) or (N, H, W) and their labels from the dataset file(s)."""
     if not images.is_file():
         raise DriverError(f"{images}: no such file")
+    try:
+        return _load(images, labels)
+    except (ValueError, KeyError, OSError, EOFError, pickle.UnpicklingError) as exc:
+        raise DriverError(f"{images}: cannot read it as a dataset file ({type(exc).__name__}: "
+                          f"{exc})") from None
+
+
+def _load(images: Path, labels: Path | None) -> tuple[np.ndarray, np.ndarray]:
     name = images.name
     if name.endswith(".npz"):
         d = np.load(images)
@@ -93,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if res["mismatches"] else 0
         x, y = load(args.images, args.labels)
         x, y = x[:args.limit], y[:args.limit]
+        if not len(x):
+            raise DriverError(f"{args.images}: no images to validate on")
         t0 = time.time()
         pred = np.concatenate([acc.classify(x[i:i + 1000]) for i in range(0, len(x), 1000)])
         secs = time.time() - t0
