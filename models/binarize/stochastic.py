@@ -12,14 +12,23 @@ Weights, per output channel c with alpha_c = mean_j |W[c, j]|:
 (straight-through estimator with hard-tanh window, plus the gradient through alpha_c; g = dL/dW_b,
 sgn0 = d|w|/dw.) Activations: sign with the hard-tanh STE of ``bnn``.
 
+Option ``init_range`` r (default 1): latent weights start uniform in [-r, r]. The rule reads w
+on the scale of the clip range [-1, 1]; with PyTorch's default initialisation (|w| ~ 1/sqrt(fan
+in), about 0.05 in TFC) p(w) ~ 0.5 for every weight, so each training pass draws nearly random
+signs and the net takes epochs to leave chance (measured: 10.0 % train accuracy after one CNV
+epoch). Scaling the initial weights does not change the eval-mode net's function (alpha_c
+rescales, BatchNorm follows each layer).
+
 Only the abstract of the paper is available; this follows ``methods.md``. Deployment: the eval
 weights are XNOR-Net style, so XNOR-popcount with alpha folded into the thresholds.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from models.binarize.base import BinarizationMethod, HardTanhSTE, sign
 from models.binarize.bnn import SignedBinaryActHardTanhSte
@@ -52,3 +61,27 @@ class Stochastic(BinarizationMethod):
              "Courbariaux et al., BinaryConnect, NeurIPS 2015")
     weight_quant = StochasticBinaryWeightPerChannelAbsMean
     act_quant = SignedBinaryActHardTanhSte
+    #: init_range: latent weights start uniform in [-init_range, init_range]
+    defaults: dict[str, Any] = {"init_range": 1.0}
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if not 0 < float(self.options["init_range"]) <= 1:
+            raise ValueError(f"stochastic option init_range={self.options['init_range']!r} must "
+                             "be in (0, 1]")
+
+    def linear(self, in_features: int, out_features: int) -> nn.Module:
+        return init_latent(super().linear(in_features, out_features),
+                           float(self.options["init_range"]))
+
+    def conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+             padding: int = 0) -> nn.Module:
+        return init_latent(super().conv(in_channels, out_channels, kernel_size, stride, padding),
+                           float(self.options["init_range"]))
+
+
+def init_latent(layer: nn.Module, r: float) -> nn.Module:
+    """Latent weights uniform in [-r, r], the range the stochastic rule p(w) reads."""
+    with torch.no_grad():
+        layer.weight.uniform_(-r, r)
+    return layer

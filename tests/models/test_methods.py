@@ -183,3 +183,16 @@ def test_resnet_trains_one_step(method: str) -> None:
     assert len(binary) > 10
     with pytest.raises(ValueError, match="divisible by 4"):
         build_net({"net": "resnet", "method": method, "in_shape": (1, 30, 30), "num_classes": 10})
+
+
+def test_stochastic_latent_weights_start_on_the_rule_s_scale() -> None:
+    """p(w) = clip((w + 1) / 2) must not start at 0.5 for every weight: latent weights start
+    uniform in [-init_range, init_range]."""
+    for r in (1.0, 0.5):
+        method = get_method("stochastic", init_range=r)
+        for layer in (method.linear(200, 50), method.conv(16, 32, 3)):
+            w = layer.weight.detach().abs()
+            assert float(w.max()) <= r and float(w.max()) > 0.95 * r
+            assert abs(float(w.mean()) - r / 2) < 0.05 * r  # uniform: mean |w| = r / 2
+    with pytest.raises(ValueError, match="init_range"):
+        get_method("stochastic", init_range=0)
