@@ -158,6 +158,9 @@ class BinarizationMethod:
     weight_quant: ClassVar[type]  #: Brevitas weight quantizer (1 bit)
     act_quant: ClassVar[type]  #: Brevitas activation quantizer (1 bit)
     clip_weights: ClassVar[bool] = True  #: clip latent weights to [-1, 1] after each step
+    #: latent weights start uniform in [-r, r] (None: PyTorch's default initialisation); for
+    #: weight quantizers whose rule reads w on the clip range's scale (stochastic weights)
+    latent_init_range: float | None = None
     #: options with their defaults; instances accept these as keyword arguments
     defaults: ClassVar[dict[str, Any]] = {}
 
@@ -172,14 +175,23 @@ class BinarizationMethod:
     def linear(self, in_features: int, out_features: int) -> nn.Module:
         """A binary-weight fully connected layer without bias."""
         from brevitas.nn import QuantLinear
-        return QuantLinear(in_features, out_features, bias=False, weight_quant=self.weight_quant)
+        return self._init_latent(QuantLinear(in_features, out_features, bias=False,
+                                             weight_quant=self.weight_quant))
 
     def conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
              padding: int = 0) -> nn.Module:
         """A binary-weight 2D convolution without bias."""
         from brevitas.nn import QuantConv2d
-        return QuantConv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                           bias=False, weight_quant=self.weight_quant)
+        return self._init_latent(QuantConv2d(in_channels, out_channels, kernel_size,
+                                             stride=stride, padding=padding, bias=False,
+                                             weight_quant=self.weight_quant))
+
+    def _init_latent(self, layer: nn.Module) -> nn.Module:
+        r = self.latent_init_range
+        if r is not None:
+            with torch.no_grad():
+                layer.weight.uniform_(-r, r)
+        return layer
 
     def act(self, channels: int) -> nn.Module:
         """The binary activation placed after each BatchNorm (``channels`` for per-channel ones)."""

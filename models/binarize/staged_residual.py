@@ -105,8 +105,9 @@ class StagedResidual(BinarizationMethod):
                              "'cosine'")
         if not (0 <= float(o["stage1"]) < 1 and 0 < float(o["anneal_frac"]) <= 1):
             raise ValueError("staged_residual options need 0 <= stage1 < 1 and 0 < anneal_frac <= 1")
-        if o["weights"] == "stochastic":
+        if o["weights"] == "stochastic":  # as the stochastic method (see its init_range)
             self.weight_quant = StochasticBinaryWeightPerChannelAbsMean
+            self.latent_init_range = 1.0
 
     def lam_at(self, epoch: int, epochs: int) -> float:
         """lam for epoch ``epoch`` (from 0) of ``epochs``: 1 in stage 1, annealed to 0 in stage 2.

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from models.binarize.base import BinarizationMethod, HardTanhSTE, sign
 from models.binarize.bnn import SignedBinaryActHardTanhSte
@@ -69,19 +69,4 @@ class Stochastic(BinarizationMethod):
         if not 0 < float(self.options["init_range"]) <= 1:
             raise ValueError(f"stochastic option init_range={self.options['init_range']!r} must "
                              "be in (0, 1]")
-
-    def linear(self, in_features: int, out_features: int) -> nn.Module:
-        return init_latent(super().linear(in_features, out_features),
-                           float(self.options["init_range"]))
-
-    def conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-             padding: int = 0) -> nn.Module:
-        return init_latent(super().conv(in_channels, out_channels, kernel_size, stride, padding),
-                           float(self.options["init_range"]))
-
-
-def init_latent(layer: nn.Module, r: float) -> nn.Module:
-    """Latent weights uniform in [-r, r], the range the stochastic rule p(w) reads."""
-    with torch.no_grad():
-        layer.weight.uniform_(-r, r)
-    return layer
+        self.latent_init_range = float(self.options["init_range"])

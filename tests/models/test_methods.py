@@ -196,3 +196,6 @@ def test_stochastic_latent_weights_start_on_the_rule_s_scale() -> None:
             assert abs(float(w.mean()) - r / 2) < 0.05 * r  # uniform: mean |w| = r / 2
     with pytest.raises(ValueError, match="init_range"):
         get_method("stochastic", init_range=0)
+    # staged residual with stochastic weights shares the quantizer, hence the initialisation
+    w = get_method("staged_residual", weights="stochastic").linear(200, 50).weight.detach().abs()
+    assert float(w.max()) > 0.95 and abs(float(w.mean()) - 0.5) < 0.05
