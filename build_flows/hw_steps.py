@@ -63,8 +63,9 @@ def step_rtl(model: Any, cfg: steps.BuildConfig) -> Any:
         m, nodes_dir, cfg.board.part, cfg.clock_ns), cfg.work_dir)
     child = steps.dataflow_model(model)
     acc = accel.build(child, rtl_dir(cfg))
-    accel.write_io_top(child, acc)  # what the deployment package's simulation runs
-    cfg.hw["rtl"] = {"directory": str(acc.directory), "top": "accel",
+    sim_top, sim_filelist = accel.write_io_top(child, acc)  # the deployment package's
+    cfg.hw["rtl"] = {"directory": str(acc.directory), "top": "accel",  # simulation runs this
+                     "sim_top": sim_top, "sim_filelist": str(sim_filelist),
                      "units": len(child.graph.node), "stages": len(acc.stages),
                      "filelist": str(acc.directory / "accel.f"),
                      "verilator_build_seconds": round(acc.build_seconds, 1),

@@ -139,8 +139,9 @@ class SimBackend:
     the accelerator with the stream ports the IODMAs see, and the memory files). Input beats are
     read from the packed buffer as the IODMA reads them, output beats written as it writes them."""
 
-    def __init__(self, rtl_dir: Path, spec: IOSpec, fclk_mhz: float, repository: Path | None,
-                 seed: int = 0, p_valid: float = 1.0, p_ready: float = 1.0) -> None:
+    def __init__(self, rtl_dir: Path, top: str, filelist: Path, spec: IOSpec, fclk_mhz: float,
+                 repository: Path | None, seed: int = 0, p_valid: float = 1.0,
+                 p_ready: float = 1.0) -> None:
         if repository is not None and str(repository) not in sys.path:
             sys.path.insert(0, str(repository))
         try:
@@ -148,13 +149,12 @@ class SimBackend:
         except ImportError as exc:
             raise DriverError(f"the simulation backend needs the bnnforge repository on the "
                               f"Python path ({exc})") from exc
-        filelist = Path(rtl_dir) / "accel_io.f"  # the stitched top with the IODMAs' ports
+        filelist = Path(filelist)  # the stitched top with the IODMAs' ports
         if not filelist.is_file():
             raise DriverError(f"{filelist} not found: give the rtl/ directory of a build")
         self.verilator, self.dir, self.spec = verilator, Path(rtl_dir), spec
         try:
-            self.sim = verilator.build("accel_io_sim",
-                                       [Path(s) for s in filelist.read_text().split()])
+            self.sim = verilator.build(top, [Path(s) for s in filelist.read_text().split()])
         except (verilator.SimError, OSError) as exc:
             raise DriverError(f"the simulation of {filelist} did not build: {exc}") from exc
         self.fclk_mhz, self.seed, self.p_valid, self.p_ready = fclk_mhz, seed, p_valid, p_ready
@@ -240,11 +240,15 @@ class Accelerator:
         """The same accelerator simulated with Verilator from the build's stitched RTL."""
         settings = cls.load_settings(deploy_dir)
         meta = settings.get("bnnforge", {})
+        if "sim_top" not in meta:
+            raise DriverError("settings.json names no simulation top: rebuild the package")
         rtl = Path(rtl_dir or meta.get("rtl_dir", ""))
+        filelist = rtl / Path(meta["sim_filelist"]).name
         repo = Path(meta["repository"]) if meta.get("repository") else None
         fclk = float(settings["driver_information"].get("fclk_mhz", 100.0))
-        backend = SimBackend(rtl, IOSpec(settings["driver_information"]["io_shape_dict"]), fclk,
-                             repo, **sim_options)
+        backend = SimBackend(rtl, meta["sim_top"], filelist,
+                             IOSpec(settings["driver_information"]["io_shape_dict"]), fclk, repo,
+                             **sim_options)
         return cls(settings, backend, batch_size, deploy_dir)
 
     @property

@@ -144,6 +144,8 @@ def write(parent: Any, child: Any, cfg: Any, rtl_dir: Path, bitfile_reason: str 
                     "classes": json.loads(classes) if classes else None,
                     "host_pre": pre, "host_post": post,
                     "rtl_dir": str(Path(rtl_dir).resolve()),
+                    "sim_top": cfg.hw["rtl"]["sim_top"],
+                    "sim_filelist": cfg.hw["rtl"]["sim_filelist"],
                     "repository": str(HERE.parents[1]),
                     "bitfile_reason": bitfile_reason}}
     (out / "driver" / "settings.json").write_text(json.dumps(settings, indent=2))
