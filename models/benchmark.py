@@ -15,9 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,7 @@ from models.checkpoint import load_checkpoint
 from models.data import DATASETS, SHAPES, DatasetError, load_dataset
 from models.export import deployability
 from models.nets import NETS, required_input_side
-from models.trainer import TrainConfig, train
+from models.trainer import TrainConfig, resolve_device, train
 
 log = logging.getLogger("models.benchmark")
 
@@ -47,7 +50,8 @@ def parse_epochs(spec: str, nets: list[str]) -> dict[str, int]:
     return out
 
 
-def run_one(cfg: TrainConfig, run: Path, data: tuple[Any, Any], progress: bool) -> dict[str, Any]:
+def run_one(cfg: TrainConfig, run: Path, data: tuple[Any, Any], progress: bool,
+            device: str = "cpu") -> dict[str, Any]:
     """Train (or resume, or reuse) one run; return its metrics."""
     ckpt = run / "checkpoint.pt"
     resume = False
@@ -56,7 +60,53 @@ def run_one(cfg: TrainConfig, run: Path, data: tuple[Any, Any], progress: bool) 
         if saved["config"] != cfg.to_dict():
             raise ValueError(f"{run} holds a run with another config; remove it or use --runs")
         resume = True
-    return train(cfg, data[0], data[1], run, resume=resume, progress=progress)
+    return train(cfg, data[0], data[1], run, resume=resume, progress=progress, device=device)
+
+
+def run_parallel(args: argparse.Namespace, nets: list[str], methods: list[str],
+                 seeds: list[int], epochs: dict[str, int]) -> list[str]:
+    """Train every (net, method, seed) in ``args.jobs`` concurrent child processes.
+
+    Each child is this CLI on one run (so it resumes or reuses exactly as a serial run would),
+    logging to ``<run>/benchmark.log``; the serial pass afterwards only collects the finished
+    runs. CPU children share the cores (``OMP_NUM_THREADS`` = cores / jobs unless set).
+    Returns the log paths of the children that failed.
+    """
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
+    todo = [(net, method, seed) for net in nets for method in methods for seed in seeds]
+    running: list[tuple[subprocess.Popen[bytes], Path, Any]] = []
+    failed: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        while todo or running:
+            while todo and len(running) < args.jobs:
+                net, method, seed = todo.pop(0)
+                run = Path(args.runs) / args.dataset / f"{net}_{method}_s{seed}"
+                run.mkdir(parents=True, exist_ok=True)
+                cmd = [sys.executable, "-m", "models.benchmark", "--dataset", args.dataset,
+                       "--data-dir", args.data_dir, "--nets", net, "--methods", method,
+                       "--seeds", str(seed), "--epochs", str(epochs[net]),
+                       "--train-subset", str(args.train_subset), "--runs", args.runs,
+                       "--out", str(Path(tmp) / run.name), "--device", args.device,
+                       "--jobs", "1", "--no-progress"]
+                logf = (run / "benchmark.log").open("wb")
+                log.info("started %s %s seed %d (%d queued); log %s", net, method, seed,
+                         len(todo), run / "benchmark.log")
+                running.append((subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
+                                                 env=env), run, logf))
+            time.sleep(1.0)
+            for item in [r for r in running if r[0].poll() is not None]:
+                proc, run, logf = item
+                logf.close()
+                running.remove(item)
+                if proc.returncode:
+                    failed.append(str(run / "benchmark.log"))
+                    log.error("%s failed (exit %d); see %s", run.name, proc.returncode,
+                              run / "benchmark.log")
+                else:
+                    log.info("finished %s (%d running, %d queued)", run.name, len(running),
+                             len(todo))
+    return failed
 
 
 def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -122,6 +172,16 @@ def plot_results(results: list[dict[str, Any]], path: Path, dataset: str) -> Pat
     return path
 
 
+def machine_description(device: Any) -> str:
+    """Where the runs trained: the CPU and its torch threads, or the CUDA device's name."""
+    import torch
+
+    text = f"{platform.machine()}, CPU threads: {torch.get_num_threads()}"
+    if device.type == "cuda":
+        text += f", {torch.cuda.get_device_name(device)} (torch {torch.__version__})"
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m models.benchmark", description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
@@ -133,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--train-subset", type=int, default=0, help="first N training images only")
     ap.add_argument("--runs", default="runs/benchmark", help="run directories (resumable)")
     ap.add_argument("--out", default="results", help="where the JSON, table and plot go")
+    ap.add_argument("--device", default="auto",
+                    help="cpu, cuda, cuda:N, or auto (cuda when available; default)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="runs trained at once, each in its own process (default 1)")
     ap.add_argument("--no-progress", action="store_true")
     return ap
 
@@ -151,8 +215,15 @@ def main(argv: list[str] | None = None) -> int:
                              f"methods: {', '.join(METHODS)}")
         epochs = parse_epochs(args.epochs, nets)
         seeds = [int(s) for s in args.seeds.split(",")]
+        device = resolve_device(args.device)
+        if args.jobs < 1:
+            raise ValueError(f"--jobs {args.jobs}: give at least 1")
         results = []
         t_start = time.time()
+        if args.jobs > 1:
+            failed = run_parallel(args, nets, methods, seeds, epochs)
+            if failed:
+                raise ValueError(f"{len(failed)} run(s) failed; logs: {', '.join(failed)}")
         for net in nets:
             c, h, _ = SHAPES[args.dataset]
             side = required_input_side(net, h)
@@ -168,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                     log.info("[%d/%d] %s %s seed %d: %d epochs -> %s", len(results) + 1,
                              len(nets) * len(methods) * len(seeds), net, method, seed,
                              epochs[net], run)
-                    m = run_one(cfg, run, data, not args.no_progress)
+                    m = run_one(cfg, run, data, not args.no_progress, str(device))
                     ok, how = deployability(net, method)
                     results.append({"net": net, "method": method, "seed": seed,
                                     "epochs": epochs[net], "test_accuracy": m["test_accuracy"],
@@ -184,9 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     budget = ", ".join(f"{n}: {e} epochs" for n, e in epochs.items())
     if args.train_subset:
         budget += f", first {args.train_subset} training images"
-    meta = {"budget": budget + " (Adam lr 0.02, batch 100, cross-entropy, cosine schedule)",
-            "seeds": ",".join(map(str, seeds)), "machine": f"{platform.machine()}, CPU threads: "
-            f"{__import__('torch').get_num_threads()}",
+    budget += " (Adam lr 0.02, batch 100, cross-entropy, cosine schedule)"
+    if args.jobs > 1:
+        budget += f"; {args.jobs} runs trained at once, so s / epoch is under contention"
+    meta = {"budget": budget,
+            "seeds": ",".join(map(str, seeds)), "machine": machine_description(device),
             "command": "python -m models.benchmark " + " ".join(sys.argv[1:] if argv is None
                                                                  else argv),
             "wall_seconds": round(time.time() - t_start, 1)}

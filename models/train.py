@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-export", action="store_true", help="skip the QONNX export")
     ap.add_argument("--no-finn-check", action="store_true",
                     help="skip the finn-plus streamlining check of the export")
+    ap.add_argument("--device", default="auto",
+                    help="cpu, cuda, cuda:N, or auto (cuda when available; default)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     return ap
 
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         train_ds = train_ds.subset(args.train_subset)
         test_ds = test_ds.subset(args.test_subset)
         metrics = train(cfg, train_ds, test_ds, out, resume=args.resume,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, device=args.device)
         if not args.no_export:
             summary = export_checkpoint(out / "checkpoint.pt", out / "model.onnx", args.data_dir,
                                         finn_check=not args.no_finn_check)

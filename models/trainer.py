@@ -99,28 +99,76 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
     raise ValueError(f"unknown lr schedule {cfg.lr_schedule!r}; choose from {', '.join(SCHEDULES)}")
 
 
-def evaluate(model: nn.Module, ds: ImageDataset, loss_kind: str,
-             batch_size: int = 500) -> tuple[float, float]:
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> ``cuda`` when a CUDA device is usable, else ``cpu``; other names are checked.
+
+    Raises ValueError for an unknown name, or for ``cuda`` when torch sees no CUDA device.
+    """
+    if isinstance(spec, torch.device):
+        spec = str(spec)
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError as exc:
+        raise ValueError(f"--device {spec!r} is not a torch device name (cpu, cuda, cuda:N, auto)"
+                         ) from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {spec}: this torch ({torch.__version__}) sees no CUDA device")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {spec}: only cpu and cuda are supported")
+    return dev
+
+
+def evaluate(model: nn.Module, ds: ImageDataset, loss_kind: str, batch_size: int = 500,
+             device: torch.device | None = None) -> tuple[float, float]:
     """(mean loss, accuracy as a fraction) of ``model`` in eval mode on ``ds``."""
+    device = device or next(model.parameters()).device
     model.eval()
-    total_loss, correct = 0.0, 0
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     with torch.no_grad():
         for x, y in batches(ds, batch_size):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             logits = model(x)
-            total_loss += float(task_loss(loss_kind, logits, y)) * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-    return total_loss / len(ds), correct / len(ds)
+            total_loss += task_loss(loss_kind, logits, y).double() * len(y)
+            correct += (logits.argmax(1) == y).sum()
+    return float(total_loss) / len(ds), int(correct) / len(ds)
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """The RNG states a run draws from: torch's CPU generator, plus the CUDA device's."""
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(saved: Any, device: torch.device) -> None:
+    """Restore :func:`rng_state`'s output (or an older checkpoint's CPU state alone)."""
+    if isinstance(saved, torch.Tensor):
+        torch.set_rng_state(saved)
+        return
+    torch.set_rng_state(saved["cpu"])
+    if device.type == "cuda" and "cuda" in saved:
+        torch.cuda.set_rng_state(saved["cuda"], device)
 
 
 def train(cfg: TrainConfig, train_ds: ImageDataset, test_ds: ImageDataset, out: str | Path,
-          resume: bool = False, progress: bool = True,
-          stop_after: int | None = None) -> dict[str, Any]:
+          resume: bool = False, progress: bool = True, stop_after: int | None = None,
+          device: str | torch.device = "cpu") -> dict[str, Any]:
     """Train (or resume) into ``out``; returns the metrics dict also written to metrics.json.
 
     Writes ``checkpoint.pt`` after every epoch, plus ``metrics.json`` and ``curves.png``.
     ``stop_after`` ends this call after that many epochs (as an interruption would); a later
-    call with ``resume=True`` continues the run.
+    call with ``resume=True`` continues the run. ``device`` (see :func:`resolve_device`) is
+    where the model and batches live; checkpoints are device-independent, so a run can resume
+    on another device (bit-identity holds only on the device that wrote the checkpoint).
     """
+    dev = resolve_device(device)
+    if dev.type == "cuda":  # cuDNN's fastest convolution algorithms are not deterministic
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
@@ -132,6 +180,7 @@ def train(cfg: TrainConfig, train_ds: ImageDataset, test_ds: ImageDataset, out: 
         # before the optimizer exists: Brevitas re-creates a weight quantizer's tensor_quant
         # (and the parameters inside it, e.g. learned scales) when a state dict is loaded
         model.load_state_dict(ckpt["model"])
+    model.to(dev)  # after loading, so that parameters Brevitas re-created move too
     opt = make_optimizer(model, method, cfg)
     sched = make_scheduler(opt, cfg)
     # before the RNG state is restored: probing a quantizer's bit width runs it (stochastic
@@ -142,7 +191,7 @@ def train(cfg: TrainConfig, train_ds: ImageDataset, test_ds: ImageDataset, out: 
     if ckpt is not None:
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"], dev)
         history = ckpt["history"]
         start_epoch = ckpt["epoch"]
         log.info("resuming %s after epoch %d of %d", ckpt_path, start_epoch, cfg.epochs)
@@ -157,8 +206,12 @@ def train(cfg: TrainConfig, train_ds: ImageDataset, test_ds: ImageDataset, out: 
         bar = tqdm(batches(train_ds, cfg.batch_size, train=True, generator=gen), total=n_batches,
                    desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False,
                    mininterval=1.0)
-        loss_sum, correct, seen = 0.0, 0, 0
-        for x, y in bar:
+        # running sums stay on the device: a host sync per step would stall a GPU
+        loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+        correct = torch.zeros((), dtype=torch.int64, device=dev)
+        seen = 0
+        for step, (x, y) in enumerate(bar):
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             logits = model(x)
             loss = task_loss(cfg.loss, logits, y)
             extra = method.extra_loss(model)
@@ -167,23 +220,27 @@ def train(cfg: TrainConfig, train_ds: ImageDataset, test_ds: ImageDataset, out: 
             total.backward()
             opt.step()
             clip_weights(clip_layers)
-            loss_sum += float(loss.detach()) * len(y)
-            correct += int((logits.argmax(1) == y).sum())
+            loss_sum += loss.detach().double() * len(y)
+            correct += (logits.argmax(1) == y).sum()
             seen += len(y)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
+            if progress and step % 20 == 0:
+                bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}",
+                                acc=f"{int(correct) / seen:.3f}")
         lr = opt.param_groups[0]["lr"]
         sched.step()
-        test_loss, test_acc = evaluate(model, test_ds, cfg.loss)
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen,
-                        "train_accuracy": correct / seen, "test_loss": test_loss,
-                        "test_accuracy": test_acc, "lr": lr, "seconds": time.time() - t0})
+        test_loss, test_acc = evaluate(model, test_ds, cfg.loss, device=dev)
+        train_loss, train_acc = float(loss_sum) / seen, int(correct) / seen
+        history.append({"epoch": epoch + 1, "train_loss": train_loss,
+                        "train_accuracy": train_acc, "test_loss": test_loss,
+                        "test_accuracy": test_acc, "lr": lr, "seconds": time.time() - t0,
+                        "device": dev.type})
         log.info("epoch %d/%d: train loss %.4f acc %.4f | test loss %.4f acc %.4f | %.1f s",
-                 epoch + 1, cfg.epochs, loss_sum / seen, correct / seen, test_loss, test_acc,
+                 epoch + 1, cfg.epochs, train_loss, train_acc, test_loss, test_acc,
                  history[-1]["seconds"])
         save_checkpoint(ckpt_path, {
             "config": cfg.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
-            "rng": torch.get_rng_state()})
+            "rng": rng_state(dev)})
         metrics = write_metrics(out, cfg, history)
     if start_epoch >= cfg.epochs:
         log.info("%s already holds %d epochs; nothing to train", ckpt_path, start_epoch)

@@ -48,3 +48,26 @@ def test_benchmark_cli_synthetic(tmp_path: Path) -> None:
     assert main(args[:-7] + ["--epochs", "3", "--runs", str(tmp_path / "runs"), "--out",
                              str(tmp_path / "out")]) == 1, "a run dir with another config"
     assert main(["--nets", "tfc,nope"]) == 1
+
+
+def test_benchmark_parallel_jobs(tmp_path: Path) -> None:
+    """--jobs trains runs in child processes (logs in the run dirs), then collects them; a child
+    that fails is named with its log."""
+    args = ["--dataset", "synthetic", "--nets", "tfc", "--methods", "bnn,xnor,bbg", "--epochs", "2",
+            "--train-subset", "300", "--runs", str(tmp_path / "runs"), "--out",
+            str(tmp_path / "out"), "--no-progress", "--device", "cpu"]
+    assert main(args + ["--jobs", "2"]) == 0
+    data = json.loads((tmp_path / "out" / "methods_synthetic.json").read_text())
+    assert sorted(r["method"] for r in data["runs"]) == ["bbg", "bnn", "xnor"]
+    assert all(len(r["history"]) == 2 for r in data["runs"])
+    assert "2 runs trained at once" in data["meta"]["budget"]
+    run_dir = tmp_path / "runs" / "synthetic"
+    assert "epoch 2/2" in (run_dir / "tfc_bnn_s0" / "benchmark.log").read_text()
+    # the serial pass reuses what the children trained
+    assert main(args) == 0
+    again = json.loads((tmp_path / "out" / "methods_synthetic.json").read_text())
+    assert [r["history"] for r in again["runs"]] == [r["history"] for r in data["runs"]]
+    bad = args[:7] + ["3"] + args[8:] + ["--jobs", "2"]
+    assert main(bad) == 1, "children meet run dirs with another config"
+    assert "another config" in (run_dir / "tfc_xnor_s0" / "benchmark.log").read_text()
+    assert main(args + ["--jobs", "0"]) == 1

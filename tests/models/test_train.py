@@ -13,7 +13,7 @@ from models import train as train_cli
 from models.checkpoint import load_checkpoint
 from models.data import load_dataset
 from models.binarize import METHODS, binary_weight_layers
-from models.trainer import TrainConfig, sqr_hinge_loss, train
+from models.trainer import TrainConfig, resolve_device, sqr_hinge_loss, train
 
 
 def synthetic_sets(n: int = 600):
@@ -132,3 +132,40 @@ def test_tfc_fashion_mnist_reaches_75_percent(tmp_path: Path, fashion_dir: Path)
     assert metrics["test_accuracy"] >= 0.75, metrics["test_accuracy"]
     assert metrics["export"]["parity"]["ok"]
     assert metrics["export"]["finn"]["op_types"]["XnorPopcountMatMul"] == 4
+
+
+def test_resolve_device_names_what_is_wrong() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="'tpu7' is not a torch device name"):
+        resolve_device("tpu7")
+    with pytest.raises(ValueError, match="only cpu and cuda"):
+        resolve_device("meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="--device cuda: this torch .* sees no CUDA device"):
+            resolve_device("cuda")
+
+
+@pytest.mark.gpu
+def test_cuda_training_resumes_bit_identically_and_on_cpu(tmp_path: Path) -> None:
+    """On the GPU, for every method: a split run equals the uninterrupted one (the CUDA RNG
+    state is in the checkpoint: stochastic binarization draws from it), and the checkpoint
+    resumes on the CPU."""
+    for method in sorted(METHODS):
+        check_cuda_resume(tmp_path / method, method)
+
+
+def check_cuda_resume(tmp_path: Path, method: str) -> None:
+    tr, te = synthetic_sets()
+    cfg = small_cfg(method=method, epochs=3)
+    full = train(cfg, tr, te, tmp_path / "full", progress=False, device="cuda")
+    train(cfg, tr, te, tmp_path / "split", progress=False, stop_after=2, device="cuda")
+    split = train(cfg, tr, te, tmp_path / "split", resume=True, progress=False, device="cuda")
+    assert_same_state(load_checkpoint(tmp_path / "full" / "checkpoint.pt")["model"],
+                      load_checkpoint(tmp_path / "split" / "checkpoint.pt")["model"])
+    assert [h["train_loss"] for h in full["history"]] == [h["train_loss"] for h in split["history"]]
+    assert {h["device"] for h in full["history"]} == {"cuda"}
+    train(cfg, tr, te, tmp_path / "cpu", progress=False, stop_after=2, device="cuda")
+    on_cpu = train(cfg, tr, te, tmp_path / "cpu", resume=True, progress=False, device="cpu")
+    assert [h["device"] for h in on_cpu["history"]] == ["cuda", "cuda", "cpu"]
+    assert on_cpu["test_accuracy"] > 0.3, f"{method}: the resumed model still classifies"
