@@ -63,6 +63,38 @@ class SignedBinaryWeightLearnedPerChannelScale(SignedBinaryWeightPerChannelAbsMe
     restrict_scaling_type = RestrictValueType.LOG_FP
 
 
+class _AlphaCache:
+    """Holds the alpha of a layer's last weight quantization (not copied, not pickled)."""
+
+    def __init__(self) -> None:
+        self.entry: tuple[int, int, Tensor] | None = None
+
+    def __deepcopy__(self, memo: dict) -> "_AlphaCache":
+        return _AlphaCache()
+
+    def __reduce__(self) -> tuple:
+        return (_AlphaCache, ())
+
+
+def _remember_alpha(proxy: nn.Module, inputs: tuple, out: Any) -> None:
+    """Forward hook on a weight-quant proxy: keep (weight storage, its version, alpha) of this
+    pass (Brevitas hands the proxy an alias of the weight, so identity is by storage)."""
+    proxy._alpha_cache.entry = (inputs[0].data_ptr(), inputs[0]._version, out.scale)
+
+
+def layer_alpha(layer: nn.Module) -> Tensor:
+    """alpha of ``layer``: from the forward pass that just ran (taken once, while the weight is
+    unchanged and with its graph when grad is on), else by quantizing the weight again."""
+    cache = getattr(layer.weight_quant, "_alpha_cache", None)
+    entry, w = (cache.entry if cache is not None else None), layer.weight
+    if cache is not None:
+        cache.entry = None
+    if entry is not None and entry[0] == w.data_ptr() and entry[1] == w._version and (
+            entry[2].requires_grad or not torch.is_grad_enabled()):
+        return entry[2]
+    return layer.quant_weight().scale
+
+
 class BnnPlus(BinarizationMethod):
     """SignSwish activation gradient, learned alpha, alpha-|W| regularizer (key ``bnn_plus``)."""
 
@@ -81,9 +113,13 @@ class BnnPlus(BinarizationMethod):
 
     @staticmethod
     def _init_alpha(layer: nn.Module) -> nn.Module:
-        """Initialise alpha_c = mean|W_c| now (Brevitas would do it at the first forward)."""
+        """Initialise alpha_c = mean|W_c| now (Brevitas would do it at the first forward), and
+        keep each forward's alpha for the regularizer (quantizing again costs a third of a step).
+        """
         with torch.no_grad():
             layer.quant_weight()
+        layer.weight_quant._alpha_cache = _AlphaCache()
+        layer.weight_quant.register_forward_hook(_remember_alpha)
         return layer
 
     def linear(self, in_features: int, out_features: int) -> nn.Module:
@@ -104,7 +140,7 @@ class BnnPlus(BinarizationMethod):
         terms = []
         for layer in binary_weight_layers(model):
             w = layer.weight
-            alpha = layer.quant_weight().scale.reshape(w.shape[0], *([1] * (w.dim() - 1)))
+            alpha = layer_alpha(layer).reshape(w.shape[0], *([1] * (w.dim() - 1)))
             dev = alpha - w.abs()
             terms.append(dev.abs().sum() if self.options["reg"] == "l1" else dev.pow(2).sum())
         if not terms:
