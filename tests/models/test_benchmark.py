@@ -71,3 +71,46 @@ def test_benchmark_parallel_jobs(tmp_path: Path) -> None:
     assert main(bad) == 1, "children meet run dirs with another config"
     assert "another config" in (run_dir / "tfc_xnor_s0" / "benchmark.log").read_text()
     assert main(args + ["--jobs", "0"]) == 1
+
+
+def test_benchmark_collect_marks_unfinished_runs(tmp_path: Path) -> None:
+    """--collect trains nothing: it tabulates the run dirs, an unfinished run as 'k of N'."""
+    from models.data import load_dataset
+    from models.trainer import TrainConfig, train
+
+    cfg = TrainConfig(net="tfc", method="bnn", dataset="synthetic", in_shape=(1, 28, 28),
+                      num_classes=10, epochs=3, seed=0)
+    run = tmp_path / "runs" / "synthetic" / "tfc_bnn_s0"
+    train(cfg, load_dataset("synthetic", "train").subset(300), load_dataset("synthetic", "test"),
+          run, progress=False, stop_after=1)
+    args = ["--dataset", "synthetic", "--nets", "tfc", "--methods", "bnn,xnor", "--epochs", "3",
+            "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--collect"]
+    assert main(args) == 0
+    data = json.loads((tmp_path / "out" / "methods_synthetic.json").read_text())
+    assert [(r["method"], r["epochs_completed"]) for r in data["runs"]] == [("bnn", 1)]
+    assert not (tmp_path / "runs" / "synthetic" / "tfc_xnor_s0").exists(), "nothing trained"
+    md = (tmp_path / "out" / "methods_synthetic.md").read_text()
+    assert "| `bnn` | tfc |" in md and "| 1 of 3 |" in md and "unfinished" in md
+    assert main(args[:7] + ["2"] + args[8:]) == 1, "a run dir with another config"
+
+
+def test_benchmark_update_replaces_only_the_given_methods(tmp_path: Path, caplog) -> None:
+    base = ["--dataset", "synthetic", "--nets", "tfc", "--epochs", "2", "--train-subset", "300",
+            "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--no-progress"]
+    assert main(base + ["--methods", "bnn,xnor"]) == 0
+    path = tmp_path / "out" / "methods_synthetic.json"
+    first = json.loads(path.read_text())
+    bnn = next(r for r in first["runs"] if r["method"] == "bnn")
+    # xnor again, in fresh run dirs with another seed's numbers: only its row changes
+    fresh = ["--runs", str(tmp_path / "runs2"), "--seeds", "0"]
+    assert main(base + fresh + ["--methods", "xnor", "--update"]) == 0
+    merged = json.loads(path.read_text())
+    assert sorted(r["method"] for r in merged["runs"]) == ["bnn", "xnor"]
+    assert next(r for r in merged["runs"] if r["method"] == "bnn") == bnn
+    assert merged["meta"]["updates"][0]["methods"] == ["xnor"]
+    assert "Then xnor re-run by" in (tmp_path / "out" / "methods_synthetic.md").read_text()
+    other_budget = [a if a != "2" else "1" for a in base]
+    assert main(other_budget + ["--runs", str(tmp_path / "runs3"), "--methods", "xnor",
+                                "--update"]) == 1
+    assert "one table holds one budget" in caplog.text
+    assert json.loads(path.read_text()) == merged, "a refused update writes nothing"
