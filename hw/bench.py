@@ -35,13 +35,14 @@ def run_one(label: str, mw: int, mh: int, simd: int, pe: int, xnor: int, in_w: i
     work = Path(tempfile.mkdtemp(prefix="bnnforge_bench_"))
     model.write_hex(work / "weights.hex",
                     model.mvtu_weight_words(rng.integers(0, 2, (mh, mw)), pe, simd), pe * simd)
-    model.write_hex(work / "thresholds.hex",
-                    model.mvtu_threshold_words(rng.integers(0, mw, mh), pe, acc_w),
-                    pe * (acc_w + 1))
+    sliced = model.mvtu_slice_thresholds(mh // pe, mw // simd)
+    model.write_hex(work / "thresholds.hex", *model.mvtu_threshold_memory(
+        rng.integers(0, mw, mh), pe, acc_w, mw // simd, sliced))
     t0 = time.time()
     res = yosys.synth("mvtu", [verilator.RTL / "mvtu.sv"],
                       {"MW": mw, "MH": mh, "SIMD": simd, "PE": pe, "XNOR": xnor, "IN_W": in_w,
-                       "IN_SIGNED": int(not xnor), "ACC_W": acc_w, "RAM_STYLE": "block"},
+                       "IN_SIGNED": int(not xnor), "ACC_W": acc_w, "RAM_STYLE": "block",
+                       "SLICED": int(sliced)},
                       family=family, workdir=work)
     lanes = pe * simd
     row = {"shape": label, "MW": mw, "MH": mh, "SIMD": simd, "PE": pe, "lanes": lanes,

@@ -110,6 +110,37 @@ def mvtu_threshold_words(thresholds: np.ndarray, pe: int, acc_w: int) -> list[in
     return [pack(row, tw) for row in t]
 
 
+def mvtu_slice_thresholds(nf: int, sf: int) -> bool:
+    """Whether the matrix unit reads its thresholds in slices (``SLICED``): when a group's word
+    ROM would be deeper than 4 words (NF > 4), so that its address no longer folds into the
+    accumulator's LUTs, and there are beats to slice over (SF > 1). Measured with Yosys on xc7:
+    NF = 8 to 16 saves 30 to 110 LUT; NF = 2 to 4 would cost 8 to 32 more."""
+    return nf > 4 and sf > 1
+
+
+def mvtu_threshold_memory(thresholds: np.ndarray, pe: int, acc_w: int, sf: int,
+                          sliced: bool) -> tuple[list[int], int]:
+    """The matrix unit's THRESH_FILE as (words, width).
+
+    Unsliced: the NF words of :func:`mvtu_threshold_words`, PE * (ACC_W + 1) bits each.
+    Sliced: the -T word of row group n, zero-padded to SF * TB bits (TB = ceil(PE * (ACC_W + 1)
+    / SF)), is cut into SF slices of TB bits; the unit reads one per beat, at the weight address,
+    into a shift register that holds the whole word when group n starts. So word n * SF + s holds
+    slice SF - 1 of group n when s = 0, else slice s - 1 of group (n + 1) mod NF.
+    """
+    groups = mvtu_threshold_words(thresholds, pe, acc_w)
+    if not sliced or sf == 1:
+        return groups, pe * (acc_w + 1)
+    nf, tb = len(groups), -(-pe * (acc_w + 1) // sf)
+    mask = (1 << tb) - 1
+    words = []
+    for n in range(nf):
+        for s in range(sf):
+            group, j = (n, sf - 1) if s == 0 else ((n + 1) % nf, s - 1)
+            words.append((groups[group] >> (j * tb)) & mask)
+    return words, tb
+
+
 def write_hex(path, words: list[int], width: int) -> None:
     """A $readmemh file: one word per line, zero-padded to ``width`` bits."""
     digits = max(1, (width + 3) // 4)

@@ -59,13 +59,14 @@ def mvtu(name: str, w: np.ndarray, thresholds: np.ndarray | None, pe: int, simd:
     if acc_w is None:
         acc_w = hwm.mvtu_acc_width(mw, xnor, 1 if xnor else 1 << (in_w - int(in_signed)))
     act = thresholds is not None
+    sliced = act and hwm.mvtu_slice_thresholds(mh // pe, mw // simd)
     params = {"MW": mw, "MH": mh, "SIMD": simd, "PE": pe, "XNOR": int(xnor),
               "IN_W": 1 if xnor else in_w, "IN_SIGNED": int(in_signed), "ACTIVATION": int(act),
-              "ACC_W": acc_w, "RAM_STYLE": ram_style}
+              "ACC_W": acc_w, "RAM_STYLE": ram_style, "SLICED": int(sliced)}
     mems = {"WEIGHT_FILE": (hwm.mvtu_weight_words(w, pe, simd), pe * simd)}
     if act:
-        mems["THRESH_FILE"] = (hwm.mvtu_threshold_words(thresholds, pe, acc_w),
-                               pe * (acc_w + 1))
+        mems["THRESH_FILE"] = hwm.mvtu_threshold_memory(thresholds, pe, acc_w, mw // simd,
+                                                        sliced)
     return Unit(name, "mvtu", params, simd * params["IN_W"], pe if act else pe * acc_w, mems)
 
 

@@ -11,9 +11,17 @@
 // SF * NF cycles per vector at full flow. The input vector is kept in a buffer while the NF row
 // groups are computed; weights sit in a memory of SF * NF words of PE * SIMD bits (row
 // r = nf * PE + pe, column c = sf * SIMD + s at bit pe * SIMD + s of word nf * SF + sf), loaded
-// from WEIGHT_FILE ($readmemh); thresholds as -T in a memory of NF words of PE * (ACC_W + 1)
-// bits from THRESH_FILE: each row's sum starts at -T, so acc >= T is the sign bit of the sum (no
-// comparator). RAM_STYLE ("block" or "distributed") selects the weight memory's implementation
+// from WEIGHT_FILE ($readmemh). Each row's sum starts at -T, so acc >= T is the sign bit of the
+// sum (no comparator). THRESH_FILE holds the -T words of the row groups (PE * (ACC_W + 1) bits
+// each; hw.model.mvtu_threshold_memory lays it out) in one of two forms:
+//   SLICED = 0: NF words, read whole at each group's first beat. With NF <= 4 the ROM's few
+//               address bits fold into the accumulator's adder LUTs.
+//   SLICED = 1: each word in SF slices of TB = ceil(PE * (ACC_W + 1) / SF) bits, one read per
+//               beat at the weight address into a shift register during the previous group
+//               (SF * NF words of TB bits): a deep, narrow LUT ROM uses every LUT entry, where
+//               NF deep words would leave most empty. After reset the unit first reads group 0's
+//               slices (SF - 1 cycles, accepting no input). Needs SF > 1.
+// RAM_STYLE ("block" or "distributed") selects the weight memory's implementation
 // (block RAM, or a ROM in LUTs). Streams: AXI-Stream style valid/ready, element 0 in the least
 // significant bits.
 module mvtu #(
@@ -27,6 +35,7 @@ module mvtu #(
     parameter ACTIVATION = 1,
     parameter ACC_W = $clog2(MW + 2),
     parameter RAM_STYLE = "block",
+    parameter SLICED = 0,
     parameter WEIGHT_FILE = "weights.hex",
     parameter THRESH_FILE = "thresholds.hex"
 ) (
@@ -48,17 +57,17 @@ module mvtu #(
   localparam WADDR_W = SF * NF > 1 ? $clog2(SF * NF) : 1;
 
   localparam AW = ACTIVATION ? ACC_W + 1 : ACC_W;  // sums start at -T: one more (sign) bit
-  logic [PE*AW-1:0] tmem [0:NF-1];
+  localparam SLICE = ACTIVATION && SLICED && SF > 1;
+  localparam TB = SLICE ? (PE * AW + SF - 1) / SF : PE * AW;  // threshold bits read per beat
+  localparam PRIME = SLICE;  // after reset, read group 0's first SF - 1 slices
   logic [SIMD*IN_W-1:0] ibuf [0:SF-1];
-  initial begin
-    if (ACTIVATION) $readmemh(THRESH_FILE, tmem);
-  end
 
   // ---- stage 0: fold counters; the first row group reads the input stream into the buffer ----
   logic [SF_W-1:0] sf;
   logic [NF_W-1:0] nf;
+  logic primed;  // group 0's thresholds are in the shift register (the priming beats are done)
   logic first;  // nf == 0: the input beat comes from the stream
-  assign first = (nf == '0);
+  assign first = (nf == '0) && (NF > 1 || primed);
   logic stall;
   logic s1_valid;
   logic advance;  // a beat enters stage 1 this cycle
@@ -104,25 +113,49 @@ module mvtu #(
   endgenerate
   logic [SIMD*IN_W-1:0] x1;
   logic last1, start1;
-  logic [NF_W-1:0] nf1;
   always_ff @(posedge clk) begin
     if (advance) begin
       x1 <= x0;
       start1 <= (sf == '0);
       last1 <= (sf == SF_W'(SF - 1));
-      nf1 <= nf;
       if (first) ibuf[sf] <= in_tdata;
     end
   end
 
+  // thresholds: slice s of the next group's -T word per beat into a shift register, which holds
+  // the whole word of group n while its first beat (start1) is in stage 1
+  logic [(SLICE ? SF : 1)*TB-1:0] tsh;
+  logic [NF_W-1:0] nf1;
+  generate
+    if (SLICE) begin : g_tslices
+`ifdef YOSYS
+      (* rom_style = "logic" *) logic [TB-1:0] tmem [0:SF*NF-1];
+`else
+      (* rom_style = "distributed" *) logic [TB-1:0] tmem [0:SF*NF-1];
+`endif
+      initial $readmemh(THRESH_FILE, tmem);
+      always_ff @(posedge clk) if (advance) tsh <= {tmem[waddr], tsh[SF*TB-1:TB]};
+    end else if (ACTIVATION) begin : g_twords
+      logic [TB-1:0] tmem [0:NF-1];
+      initial $readmemh(THRESH_FILE, tmem);
+      always_ff @(posedge clk) if (advance) nf1 <= nf;
+      assign tsh = tmem[nf1];
+    end else begin : g_no_tmem
+      assign tsh = '0;
+    end
+  endgenerate
+
   always_ff @(posedge clk) begin
     if (!rst_n) begin
-      sf <= '0;
-      nf <= '0;
-      waddr_q <= '0;
+      // priming: start at beat 1 of the last group, whose beats carry group 0's first slices
+      sf <= PRIME ? SF_W'(1) : '0;
+      nf <= PRIME ? NF_W'(NF - 1) : '0;
+      waddr_q <= PRIME ? WADDR_W'((NF - 1) * SF + 1) : '0;
+      primed <= !PRIME;
       s1_valid <= 1'b0;
     end else begin
-      if (!stall) s1_valid <= advance;
+      if (!stall) s1_valid <= advance && primed;
+      if (advance && sf == SF_W'(SF - 1)) primed <= 1'b1;
       if (advance) begin
         waddr_q <= (waddr_q == WADDR_W'(SF * NF - 1)) ? '0 : waddr_q + 1'b1;
         if (sf == SF_W'(SF - 1)) begin
@@ -200,7 +233,7 @@ module mvtu #(
   always_comb begin
     for (int p = 0; p < PE; p++) begin
       d[p] = XNOR ? pc[p] : dot(x1, w1[p*SIMD+:SIMD]);
-      sum[p] = (start1 ? (ACTIVATION ? tmem[nf1][p*AW +: AW] : '0) : acc[p])
+      sum[p] = (start1 ? (ACTIVATION ? tsh[p*AW +: AW] : '0) : acc[p])
                + ((XNOR || ACC_W == AW) ? AW'(d[p]) : AW'($signed(d[p]))) + AW'(cin_acc[p]);
     end
   end

@@ -78,8 +78,10 @@ class _AlphaCache:
 
 def _remember_alpha(proxy: nn.Module, inputs: tuple, out: Any) -> None:
     """Forward hook on a weight-quant proxy: keep (weight storage, its version, alpha) of this
-    pass (Brevitas hands the proxy an alias of the weight, so identity is by storage)."""
-    proxy._alpha_cache.entry = (inputs[0].data_ptr(), inputs[0]._version, out.scale)
+    pass (Brevitas hands the proxy an alias of the weight, so identity is by storage). Only in
+    training: the regularizer is a training loss, and export traces the proxy."""
+    if proxy.training and torch.is_grad_enabled():
+        proxy._alpha_cache.entry = (inputs[0].data_ptr(), inputs[0]._version, out.scale)
 
 
 def layer_alpha(layer: nn.Module) -> Tensor:

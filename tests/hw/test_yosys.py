@@ -54,7 +54,8 @@ def test_weight_memory_follows_ram_style(tmp_path: Path, ram_style: str, bram: b
     w = rng.integers(0, 2, (mh, mw))
     model.write_hex(tmp_path / "weights.hex", model.mvtu_weight_words(w, pe, simd), pe * simd)
     model.write_hex(tmp_path / "thresholds.hex",
-                    model.mvtu_threshold_words(rng.integers(0, mw, mh), pe, 7), pe * 8)
+                    *model.mvtu_threshold_memory(rng.integers(0, mw, mh), pe, 7, mw // simd,
+                                                 False))
     res = yosys.synth("mvtu", [verilator.RTL / "mvtu.sv"],
                       {"MW": mw, "MH": mh, "SIMD": simd, "PE": pe, "ACC_W": 7,
                        "RAM_STYLE": ram_style}, workdir=tmp_path)
