@@ -108,9 +108,10 @@ def node_rtlsim(model: Any, node: Any, frames: int, workdir: Path, seed: int = 0
     pixel for convolutions) and compare every output with FINN's Python execution of the node;
     returns vectors, mismatches, the first mismatch (frame, vector, row) and the cycles."""
     unit = matrix_unit(model, node)
-    p = unit.params
+    hw_unit = unit.unit()  # the parameters the generated HDL uses (with the threshold form)
+    p = hw_unit.params
     workdir.mkdir(parents=True, exist_ok=True)
-    files = unit.unit().write_memories(workdir)
+    files = hw_unit.write_memories(workdir)
     in_shape = model.get_tensor_shape(node.input[0])
     rng = np.random.default_rng(seed)
     lo, hi = int(unit.in_dtype.min()), int(unit.in_dtype.max())

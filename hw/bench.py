@@ -35,7 +35,7 @@ def run_one(label: str, mw: int, mh: int, simd: int, pe: int, xnor: int, in_w: i
     work = Path(tempfile.mkdtemp(prefix="bnnforge_bench_"))
     model.write_hex(work / "weights.hex",
                     model.mvtu_weight_words(rng.integers(0, 2, (mh, mw)), pe, simd), pe * simd)
-    sliced = model.mvtu_slice_thresholds(mh // pe, mw // simd)
+    sliced = model.mvtu_slice_thresholds(mh // pe, mw // simd, pe, acc_w)
     model.write_hex(work / "thresholds.hex", *model.mvtu_threshold_memory(
         rng.integers(0, mw, mh), pe, acc_w, mw // simd, sliced))
     t0 = time.time()

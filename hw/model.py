@@ -110,12 +110,22 @@ def mvtu_threshold_words(thresholds: np.ndarray, pe: int, acc_w: int) -> list[in
     return [pack(row, tw) for row in t]
 
 
-def mvtu_slice_thresholds(nf: int, sf: int) -> bool:
-    """Whether the matrix unit reads its thresholds in slices (``SLICED``): when a group's word
-    ROM would be deeper than 4 words (NF > 4), so that its address no longer folds into the
-    accumulator's LUTs, and there are beats to slice over (SF > 1). Measured with Yosys on xc7:
-    NF = 8 to 16 saves 30 to 110 LUT; NF = 2 to 4 would cost 8 to 32 more."""
-    return nf > 4 and sf > 1
+def lut_rom_cost(depth: int, width: int) -> int:
+    """LUT6 count of a ``depth`` x ``width`` ROM on 7-series: two bits per LUT up to 32 words
+    (LUT6_2), else one bit per 64 words (the wide multiplexers are free)."""
+    return -(-width // 2) if depth <= 32 else width * -(-depth // 64)
+
+
+def mvtu_slice_thresholds(nf: int, sf: int, pe: int, acc_w: int) -> bool:
+    """Whether the matrix unit reads its thresholds in slices (``SLICED``): when that ROM
+    (SF * NF words of TB = ceil(PE * (ACC_W + 1) / SF) bits) costs fewer LUTs than the word ROM
+    (NF words of PE * (ACC_W + 1) bits), which is free up to 4 words (its address folds into the
+    accumulator's LUTs). Yosys on xc7: 8 to 16 row groups of 8 to 16 rows save 30 to 110 LUT;
+    one row per group (FC layers with PE = 1) would cost hundreds more."""
+    if sf == 1 or nf <= 4:
+        return False
+    word = pe * (acc_w + 1)
+    return lut_rom_cost(sf * nf, -(-word // sf)) < lut_rom_cost(nf, word)
 
 
 def mvtu_threshold_memory(thresholds: np.ndarray, pe: int, acc_w: int, sf: int,

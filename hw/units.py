@@ -59,7 +59,7 @@ def mvtu(name: str, w: np.ndarray, thresholds: np.ndarray | None, pe: int, simd:
     if acc_w is None:
         acc_w = hwm.mvtu_acc_width(mw, xnor, 1 if xnor else 1 << (in_w - int(in_signed)))
     act = thresholds is not None
-    sliced = act and hwm.mvtu_slice_thresholds(mh // pe, mw // simd)
+    sliced = act and hwm.mvtu_slice_thresholds(mh // pe, mw // simd, pe, acc_w)
     params = {"MW": mw, "MH": mh, "SIMD": simd, "PE": pe, "XNOR": int(xnor),
               "IN_W": 1 if xnor else in_w, "IN_SIGNED": int(in_signed), "ACTIVATION": int(act),
               "ACC_W": acc_w, "RAM_STYLE": ram_style, "SLICED": int(sliced)}

@@ -122,10 +122,9 @@ module mvtu #(
     end
   end
 
-  // thresholds: slice s of the next group's -T word per beat into a shift register, which holds
-  // the whole word of group n while its first beat (start1) is in stage 1
+  // tsh: the -T word of the group whose first beat (start1) is in stage 1. SLICED: one slice per
+  // beat of the next group's word into a shift register; else the group's word, read whole
   logic [(SLICE ? SF : 1)*TB-1:0] tsh;
-  logic [NF_W-1:0] nf1;
   generate
     if (SLICE) begin : g_tslices
 `ifdef YOSYS
@@ -137,6 +136,7 @@ module mvtu #(
       always_ff @(posedge clk) if (advance) tsh <= {tmem[waddr], tsh[SF*TB-1:TB]};
     end else if (ACTIVATION) begin : g_twords
       logic [TB-1:0] tmem [0:NF-1];
+      logic [NF_W-1:0] nf1;  // the row group of the beat in stage 1
       initial $readmemh(THRESH_FILE, tmem);
       always_ff @(posedge clk) if (advance) nf1 <= nf;
       assign tsh = tmem[nf1];

@@ -45,7 +45,7 @@ def simulate(tmp_path: Path, mw, mh, simd, pe, act, in_w, in_signed, n, seed, p_
     model.write_hex(work / "weights.hex", model.mvtu_weight_words(w, pe, simd), pe * simd)
     if act:
         if sliced is None:
-            sliced = model.mvtu_slice_thresholds(mh // pe, mw // simd)
+            sliced = model.mvtu_slice_thresholds(mh // pe, mw // simd, pe, acc_w)
         model.write_hex(work / "thresholds.hex",
                         *model.mvtu_threshold_memory(thr, pe, acc_w, mw // simd, sliced))
     sim = verilator.build("mvtu", [verilator.RTL / "mvtu.sv"],
@@ -56,7 +56,7 @@ def simulate(tmp_path: Path, mw, mh, simd, pe, act, in_w, in_signed, n, seed, p_
     beats, cycles, _ = verilator.run(sim, model.mvtu_input_beats(x, simd, max(in_w, 1)), n * nf,
                                      work, seed=seed, p_valid=p_valid, p_ready=p_ready)
     got = model.mvtu_outputs(beats, n, mh, pe, bool(act), xnor, acc_w)
-    return got, want, cycles
+    return got, want, cycles, bool(sliced)
 
 
 def first_mismatch(got: np.ndarray, want: np.ndarray) -> str:
@@ -71,7 +71,8 @@ def first_mismatch(got: np.ndarray, want: np.ndarray) -> str:
 def test_matches_numpy_under_backpressure(tmp_path: Path, mw, mh, simd, pe, act, in_w,
                                           in_signed) -> None:
     for seed, pv, pr in ((1, 1.0, 1.0), (2, 0.6, 0.5), (3, 0.3, 0.9)):
-        got, want, _ = simulate(tmp_path, mw, mh, simd, pe, act, in_w, in_signed, 7, seed, pv, pr)
+        got, want, _, _ = simulate(tmp_path, mw, mh, simd, pe, act, in_w, in_signed, 7, seed,
+                                   pv, pr)
         assert not first_mismatch(got, want), first_mismatch(got, want)
 
 
@@ -82,8 +83,8 @@ def test_both_threshold_forms(tmp_path: Path, mw, mh, simd, pe, act, in_w, in_si
                               sliced: bool) -> None:
     """Thresholds read whole per row group, or in slices per beat (with the priming after
     reset), give the same outputs under back-pressure."""
-    got, want, _ = simulate(tmp_path, mw, mh, simd, pe, act, in_w, in_signed, 5, 4, 0.5, 0.6,
-                            sliced)
+    got, want, _, _ = simulate(tmp_path, mw, mh, simd, pe, act, in_w, in_signed, 5, 4, 0.5, 0.6,
+                               sliced)
     assert not first_mismatch(got, want), first_mismatch(got, want)
 
 
@@ -93,8 +94,8 @@ def test_both_threshold_forms(tmp_path: Path, mw, mh, simd, pe, act, in_w, in_si
 def test_full_flow_takes_sf_times_nf_cycles(tmp_path: Path, mw, mh, simd, pe, act, in_w,
                                             in_signed) -> None:
     n = 50
-    _, _, cycles = simulate(tmp_path, mw, mh, simd, pe, act, in_w, in_signed, n, 0, 1.0, 1.0)
+    _, _, cycles, sliced = simulate(tmp_path, mw, mh, simd, pe, act, in_w, in_signed, n, 0, 1.0,
+                                    1.0)
     ideal = n * (mw // simd) * (mh // pe)
-    sliced = act and model.mvtu_slice_thresholds(mh // pe, mw // simd)
     priming = mw // simd - 1 if sliced else 0  # once after reset: group 0's threshold slices
     assert ideal <= cycles <= ideal + priming + 4, (cycles, ideal, priming)
