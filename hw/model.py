@@ -116,6 +116,11 @@ def lut_rom_cost(depth: int, width: int) -> int:
     return -(-width // 2) if depth <= 32 else width * -(-depth // 64)
 
 
+def mvtu_threshold_slice_width(pe: int, acc_w: int, sf: int) -> int:
+    """TB, the bits of one threshold slice: ceil(PE * (ACC_W + 1) / SF)."""
+    return -(-pe * (acc_w + 1) // sf)
+
+
 def mvtu_slice_thresholds(nf: int, sf: int, pe: int, acc_w: int) -> bool:
     """Whether the matrix unit reads its thresholds in slices (``SLICED``): when that ROM
     (SF * NF words of TB = ceil(PE * (ACC_W + 1) / SF) bits) costs fewer LUTs than the word ROM
@@ -124,8 +129,8 @@ def mvtu_slice_thresholds(nf: int, sf: int, pe: int, acc_w: int) -> bool:
     one row per group (FC layers with PE = 1) would cost hundreds more."""
     if sf == 1 or nf <= 4:
         return False
-    word = pe * (acc_w + 1)
-    return lut_rom_cost(sf * nf, -(-word // sf)) < lut_rom_cost(nf, word)
+    return (lut_rom_cost(sf * nf, mvtu_threshold_slice_width(pe, acc_w, sf))
+            < lut_rom_cost(nf, pe * (acc_w + 1)))
 
 
 def mvtu_threshold_memory(thresholds: np.ndarray, pe: int, acc_w: int, sf: int,
@@ -141,7 +146,7 @@ def mvtu_threshold_memory(thresholds: np.ndarray, pe: int, acc_w: int, sf: int,
     groups = mvtu_threshold_words(thresholds, pe, acc_w)
     if not sliced or sf == 1:
         return groups, pe * (acc_w + 1)
-    nf, tb = len(groups), -(-pe * (acc_w + 1) // sf)
+    nf, tb = len(groups), mvtu_threshold_slice_width(pe, acc_w, sf)
     mask = (1 << tb) - 1
     words = []
     for n in range(nf):

@@ -53,15 +53,19 @@ def parse_epochs(spec: str, nets: list[str]) -> dict[str, int]:
     return out
 
 
+def check_config(saved: dict[str, Any], cfg: TrainConfig, where: Path) -> None:
+    """A run dir may only be resumed or tabulated for the config it was trained with."""
+    if saved != cfg.to_dict():
+        raise ValueError(f"{where} holds a run with another config; remove it or use --runs")
+
+
 def run_one(cfg: TrainConfig, run: Path, data: tuple[Any, Any], progress: bool,
             device: str = "cpu") -> dict[str, Any]:
     """Train (or resume, or reuse) one run; return its metrics."""
     ckpt = run / "checkpoint.pt"
     resume = False
     if ckpt.exists():
-        saved = load_checkpoint(ckpt)
-        if saved["config"] != cfg.to_dict():
-            raise ValueError(f"{run} holds a run with another config; remove it or use --runs")
+        check_config(load_checkpoint(ckpt)["config"], cfg, run)
         resume = True
     return train(cfg, data[0], data[1], run, resume=resume, progress=progress, device=device)
 
@@ -73,8 +77,7 @@ def collect_one(cfg: TrainConfig, run: Path) -> dict[str, Any] | None:
         log.warning("%s: no metrics.json yet; left out of the table", run)
         return None
     m = json.loads(path.read_text())
-    if m["config"] != cfg.to_dict():
-        raise ValueError(f"{path} holds a run with another config; remove it or use --runs")
+    check_config(m["config"], cfg, path)
     if not m["history"]:
         return None
     return m
