@@ -8,6 +8,8 @@ is reused, an interrupted one resumes from its checkpoint), then writes
 table: method, net, test accuracy, epochs, seconds per epoch, deployable) and
 ``methods_<dataset>.png`` (test-accuracy curves, one panel per net).
 ``--epochs`` is one number for every net or a per-net list such as ``tfc=10,cnv=3``.
+``--methods`` takes registry keys or variants with options, ``bnn_plus:beta=2:lam=0`` (their own
+run dirs, ``cnv_bnn_plus+beta=2+lam=0_s0``, and table rows).
 ``--device cuda --jobs 4`` trains four runs at once on the GPU; ``--collect`` tabulates the run
 dirs as they stand without training (unfinished runs marked); ``--update`` re-runs some methods
 and replaces only their rows in the existing table.
@@ -29,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from models import setup_logging
-from models.binarize import METHODS
+from models.binarize import METHODS, get_method
 from models.checkpoint import load_checkpoint
 from models.data import DATASETS, SHAPES, DatasetError, load_dataset
 from models.export import deployability
 from models.nets import NETS, required_input_side
+from models.train import parse_options
 from models.trainer import TrainConfig, resolve_device, train
 
 log = logging.getLogger("models.benchmark")
@@ -51,6 +54,29 @@ def parse_epochs(spec: str, nets: list[str]) -> dict[str, int]:
     if missing:
         raise ValueError(f"--epochs {spec!r} gives no epochs for net(s) {missing}")
     return out
+
+
+def parse_methods(spec: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """'all' -> every registered method; 'bnn,bnn_plus:beta=2' -> [(name, key, options)]: a
+    variant's name is its spec text, its options are checked against the method now."""
+    if spec == "all":
+        return [(key, key, {}) for key in METHODS]
+    out = []
+    for name in (m.strip() for m in spec.split(",")):
+        if name:
+            key, *items = name.split(":")
+            try:
+                options = parse_options(items)
+                get_method(key, **options)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"--methods {name!r}: {exc}") from None
+            out.append((name if options else key, key, options))
+    return out
+
+
+def row_name(run: dict[str, Any]) -> str:
+    """A result's table name: the variant spec (``bnn_plus:beta=2``) or the method key."""
+    return run.get("variant") or run["method"]
 
 
 def check_config(saved: dict[str, Any], cfg: TrainConfig, where: Path) -> None:
@@ -90,18 +116,23 @@ def merge_existing(path: Path, results: list[dict[str, Any]],
     if not path.is_file():
         return results, meta
     old = json.loads(path.read_text())
-    redone = {(r["net"], r["method"], r["seed"]) for r in results}
+    redone = {(r["net"], row_name(r), r["seed"]) for r in results}
     budget = {r["net"]: r["epochs"] for r in results}
-    kept = [r for r in old["runs"] if (r["net"], r["method"], r["seed"]) not in redone]
+    kept = [r for r in old["runs"] if (r["net"], row_name(r), r["seed"]) not in redone]
     for r in kept:
         if r["net"] in budget and r["epochs"] != budget[r["net"]]:
-            raise ValueError(f"--update: {path} has {r['net']} {r['method']} at {r['epochs']} "
+            raise ValueError(f"--update: {path} has {r['net']} {row_name(r)} at {r['epochs']} "
                              f"epochs, this run {budget[r['net']]}; one table holds one budget")
     merged = dict(old["meta"])
     merged["updates"] = old["meta"].get("updates", []) + [{
-        "methods": sorted({r["method"] for r in results}), "command": meta["command"],
+        "methods": sorted({row_name(r) for r in results}), "command": meta["command"],
         "machine": meta["machine"], "wall_seconds": meta["wall_seconds"]}]
     return kept + results, merged
+
+
+def run_dir(runs: str, dataset: str, net: str, name: str, seed: int) -> Path:
+    """``<runs>/<dataset>/<net>_<name>_s<seed>``, a variant's ':' written as '+'."""
+    return Path(runs) / dataset / f"{net}_{name.replace(':', '+')}_s{seed}"
 
 
 def run_parallel(args: argparse.Namespace, nets: list[str], methods: list[str],
@@ -122,7 +153,7 @@ def run_parallel(args: argparse.Namespace, nets: list[str], methods: list[str],
         while todo or running:
             while todo and len(running) < args.jobs:
                 net, method, seed = todo.pop(0)
-                run = Path(args.runs) / args.dataset / f"{net}_{method}_s{seed}"
+                run = run_dir(args.runs, args.dataset, net, method, seed)
                 run.mkdir(parents=True, exist_ok=True)
                 cmd = [sys.executable, "-m", "models.benchmark", "--dataset", args.dataset,
                        "--data-dir", args.data_dir, "--nets", net, "--methods", method,
@@ -154,8 +185,8 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (net, method): mean over seeds of final test accuracy and s/epoch."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for r in results:
-        key = (r["net"], r["method"])
-        row = rows.setdefault(key, {"net": r["net"], "method": r["method"], "accuracies": [],
+        key = (r["net"], row_name(r))
+        row = rows.setdefault(key, {"net": r["net"], "method": row_name(r), "accuracies": [],
                                     "seconds": [], "epochs": r["epochs"],
                                     "deployable": r["deployable"], "deployment": r["deployment"]})
         row["epochs_completed"] = min(row.get("epochs_completed", r["epochs"]),
@@ -222,7 +253,7 @@ def plot_results(results: list[dict[str, Any]], path: Path, dataset: str) -> Pat
             if r["net"] == net and r["seed"] == min(x["seed"] for x in results):
                 hist = r["history"]
                 ax.plot([h["epoch"] for h in hist], [100 * h["test_accuracy"] for h in hist],
-                        "o-", label=r["method"], markersize=3)
+                        "o-", label=row_name(r), markersize=3)
         ax.set_title(f"{net.upper()} on {dataset}")
         ax.set_xlabel("epoch")
         ax.set_ylabel("test accuracy (%)")
@@ -249,7 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
     ap.add_argument("--data-dir", default="data")
     ap.add_argument("--nets", default="tfc,cnv", help="comma-separated nets (default tfc,cnv)")
-    ap.add_argument("--methods", default="all", help="comma-separated methods (default all)")
+    ap.add_argument("--methods", default="all",
+                    help="comma-separated methods (default all); a variant with method options "
+                         "is key:opt=value[:opt=value], e.g. bnn_plus:beta=2")
     ap.add_argument("--epochs", default="5", help="epochs: N, or per net like tfc=10,cnv=3")
     ap.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     ap.add_argument("--train-subset", type=int, default=0, help="first N training images only")
@@ -274,12 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     try:
         nets = [n.strip() for n in args.nets.split(",") if n.strip()]
-        methods = list(METHODS) if args.methods == "all" else [
-            m.strip() for m in args.methods.split(",") if m.strip()]
-        bad = [n for n in nets if n not in NETS] + [m for m in methods if m not in METHODS]
+        bad = [n for n in nets if n not in NETS]
         if bad:
-            raise ValueError(f"unknown net(s)/method(s) {bad}; nets: {', '.join(NETS)}; "
-                             f"methods: {', '.join(METHODS)}")
+            raise ValueError(f"unknown net(s) {bad}; nets: {', '.join(NETS)}")
+        variants = parse_methods(args.methods)
+        methods = [name for name, _, _ in variants]
         epochs = parse_epochs(args.epochs, nets)
         seeds = [int(s) for s in args.seeds.split(",")]
         device = resolve_device(args.device)
@@ -298,21 +330,22 @@ def main(argv: list[str] | None = None) -> int:
                 load_dataset(args.dataset, "train", args.data_dir, pad_to=side)
                 .subset(args.train_subset),
                 load_dataset(args.dataset, "test", args.data_dir, pad_to=side))
-            for method in methods:
+            for name, method, options in variants:
                 for seed in seeds:
-                    cfg = TrainConfig(net=net, method=method, dataset=args.dataset,
-                                      in_shape=(c, side, side), num_classes=10,
-                                      epochs=epochs[net], seed=seed)
-                    run = Path(args.runs) / args.dataset / f"{net}_{method}_s{seed}"
+                    cfg = TrainConfig(net=net, method=method, method_options=options,
+                                      dataset=args.dataset, in_shape=(c, side, side),
+                                      num_classes=10, epochs=epochs[net], seed=seed)
+                    run = run_dir(args.runs, args.dataset, net, name, seed)
                     log.info("[%d/%d] %s %s seed %d: %d epochs -> %s", len(results) + 1,
-                             len(nets) * len(methods) * len(seeds), net, method, seed,
+                             len(nets) * len(methods) * len(seeds), net, name, seed,
                              epochs[net], run)
                     m = (collect_one(cfg, run) if args.collect else
                          run_one(cfg, run, data, not args.no_progress, str(device)))
                     if m is None:
                         continue
-                    ok, how = deployability(net, method)
+                    ok, how = deployability(net, method, options)
                     results.append({"net": net, "method": method, "seed": seed,
+                                    **({"variant": name} if options else {}),
                                     "epochs": epochs[net], "test_accuracy": m["test_accuracy"],
                                     "epochs_completed": m["epochs_completed"],
                                     "best_test_accuracy": m["best_test_accuracy"],

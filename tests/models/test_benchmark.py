@@ -114,3 +114,27 @@ def test_benchmark_update_replaces_only_the_given_methods(tmp_path: Path, caplog
                                 "--update"]) == 1
     assert "one table holds one budget" in caplog.text
     assert json.loads(path.read_text()) == merged, "a refused update writes nothing"
+
+
+def test_benchmark_method_variants(tmp_path: Path, caplog) -> None:
+    """key:opt=value runs a method with options in its own run dirs and row, beside the
+    default; unknown methods and options are refused with the spec named."""
+    args = ["--dataset", "synthetic", "--nets", "tfc", "--epochs", "1", "--train-subset", "300",
+            "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--no-progress",
+            "--methods", "bnn,bnn_plus,bnn_plus:beta=2:lam=0"]
+    assert main(args) == 0
+    data = json.loads((tmp_path / "out" / "methods_synthetic.json").read_text())
+    by_name = {r.get("variant", r["method"]): r for r in data["runs"]}
+    assert set(by_name) == {"bnn", "bnn_plus", "bnn_plus:beta=2:lam=0"}
+    variant = by_name["bnn_plus:beta=2:lam=0"]
+    assert variant["method"] == "bnn_plus"
+    assert variant["config"]["method_options"] == {"beta": 2, "lam": 0}
+    assert variant["run"].endswith("tfc_bnn_plus+beta=2+lam=0_s0")
+    assert variant["history"] != by_name["bnn_plus"]["history"]
+    md = (tmp_path / "out" / "methods_synthetic.md").read_text()
+    assert "| `bnn_plus:beta=2:lam=0` | tfc |" in md and "| `bnn_plus` | tfc |" in md
+    refused = (("bnn_plus:gamma=1", "gamma"), ("nope", "nope"), ("bnn_plus:beta", "key=value"))
+    for bad, what in refused:
+        caplog.clear()
+        assert main(args[:-1] + [bad]) == 1
+        assert f"--methods {bad!r}" in caplog.text and what in caplog.text

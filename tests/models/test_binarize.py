@@ -11,6 +11,7 @@ import torch
 
 from models.binarize import (METHODS, BinarizationMethod, Surrogate, binary_weight_layers,
                              get_method)
+from models.binarize.bnn_plus import SignSwish
 
 W = torch.tensor([[0.5, -0.25, 1.5, -1.2, 0.0, 0.9],
                   [-0.1, -0.7, 0.3, 0.05, -2.0, 1.0]])
@@ -217,6 +218,20 @@ def test_bnn_plus_alpha_gradient_and_beta_option() -> None:
     x = X.clone().requires_grad_(True)
     act(x).sum().backward()
     torch.testing.assert_close(x.grad, sign_swish_act(X, torch.ones_like(X), beta=2.0)[1])
+
+
+@pytest.mark.parametrize("beta", [2.0, 5.0])
+def test_sign_swish_window_as_documented(beta: float) -> None:
+    """SignSwish' peaks at beta, integrates to 2 (as the hard-tanh window) and is positive only
+    for |x| < 2.3994 / beta, negative beyond: the window the bnn_plus docstring describes."""
+    d = SignSwish(beta).derivative
+    u0 = 2.3993572805
+    assert float(d(torch.tensor(0.0))) == pytest.approx(beta)
+    x = torch.linspace(-20, 20, 400001, dtype=torch.float64)
+    assert float(torch.trapezoid(d(x), x)) == pytest.approx(2.0, rel=1e-6)
+    inside, outside = x.abs() < u0 / beta * (1 - 1e-6), x.abs() > u0 / beta * (1 + 1e-6)
+    assert bool((d(x[inside]) > 0).all())
+    assert bool((d(x[outside & (x.abs() < 30 / beta)]) < 0).all())
 
 
 @pytest.mark.parametrize("reg", ["l1", "l2"])
