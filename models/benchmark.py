@@ -256,6 +256,7 @@ def plot_results(results: list[dict[str, Any]], path: Path, dataset: str) -> Pat
                         "o-", label=row_name(r), markersize=3)
         ax.set_title(f"{net.upper()} on {dataset}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
