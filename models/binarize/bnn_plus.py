@@ -11,7 +11,7 @@ to 2, but it peaks at beta and is positive only for |x| < u0 / beta (u0 = 2.3994
 u tanh(u / 2) = 2); beyond that it is slightly negative. On BatchNorm outputs of unit variance,
 beta = 5 passes a positive gradient to about a third of the units and a negative one to most
 others, until BatchNorm has shrunk its outputs into the window; beta = 2 passes about as many as
-the hard-tanh window. On short schedules this costs beta = 5 accuracy (README, BNN+'s beta).
+the hard-tanh window. On short schedules this costs beta = 5 accuracy (results/bnn_plus_beta).
 
 Weights, with a trainable scale per output channel alpha_c > 0 initialised to mean_j |W[c, j]|:
 
