@@ -2,12 +2,13 @@
 
 ``python build_flows/build.py --model runs/x/model.onnx --board Pynq-Z2 --out builds/x``
 
-Runs the named steps of :mod:`build_flows.steps`, writing each step's graph and log to
+Runs the named steps of :data:`build_flows.pipeline.STEPS`, writing each step's graph and log to
 ``out/steps/NN_<name>/`` and verifying it against the input QONNX model (see
 :mod:`build_flows.verify`); after folding, our RTL for the graph is stitched, simulated on the
-same images and synthesized (:mod:`build_flows.hw_steps`). ``--resume`` restarts after the last finished step; a failing step
-leaves every earlier output. With Vivado and Vitis HLS found, :mod:`build_flows.vivado` goes on to
-the bitfile; otherwise the build ends after the open steps with ``bitfile: null`` and the reason.
+same images and synthesized (:mod:`build_flows.pipeline.hw_steps`). ``--resume`` restarts after
+the last finished step; a failing step leaves every earlier output. With Vivado and Vitis HLS
+found, :mod:`build_flows.pipeline.vivado` goes on to the bitfile; otherwise the build ends after
+the open steps with ``bitfile: null`` and the reason.
 Writes ``report.json``, ``report.md`` and ``cycles.png`` to ``out``.
 """
 
@@ -28,9 +29,12 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from build_flows import checks, finn_env, reports, verify, vivado  # noqa: E402
+from build_flows import checks, finn_env, reports, verify  # noqa: E402
 from build_flows.boards import BOARDS, get_board  # noqa: E402
 from build_flows.checks import BuildError  # noqa: E402
+from build_flows.deploy import package  # noqa: E402
+from build_flows.pipeline import STEP_NAMES, STEPS, BuildConfig, vivado  # noqa: E402
+from build_flows.pipeline.graph import partition_node  # noqa: E402
 
 #: steps whose output graph equals their input (nothing to verify against the reference)
 UNVERIFIED = ("estimates", "rtl", "rtlsim", "deploy", "resources")
@@ -42,16 +46,12 @@ log = logging.getLogger("build_flows.build")
 
 
 def step_dirs(out: Path) -> list[Path]:
-    from build_flows.steps import STEP_NAMES
-
     return [out / "steps" / f"{i:02d}_{name}" for i, name in enumerate(STEP_NAMES, 1)]
 
 
 def save_step(model: Any, d: Path) -> None:
     """Save a step's graph (and a copy of its dataflow child, which the saved parent points to)."""
     from qonnx.custom_op.registry import getCustomOp
-
-    from build_flows.steps import partition_node
 
     d.mkdir(parents=True, exist_ok=True)
     node = partition_node(model)
@@ -83,8 +83,6 @@ def export_checkpoint(path: Path, out: Path, data_dir: Path | None) -> Path:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The build; returns the report (also written to ``out/report.json``)."""
-    from build_flows import steps as S
-
     out = Path(args.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     finn_env.prepare(out / "finn_build")
@@ -102,11 +100,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     checks.check_binarized(original)
     checks.check_padding(original)
 
-    cfg = S.BuildConfig(out=out, board=board, clock_ns=clock, target_fps=args.target_fps,
+    cfg = BuildConfig(out=out, board=board, clock_ns=clock, target_fps=args.target_fps,
                         folding_config=folding_cfg, mvau_wwidth_max=args.mvau_wwidth_max,
                         per_node=args.per_node)
     dirs = step_dirs(out)
-    names = S.STEP_NAMES
+    names = STEP_NAMES
     start = 0
     state_path = out / "state.json"
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
@@ -149,7 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for d in dirs[:start]:
         total += json.loads((d / "done.json").read_text())["seconds"]
     for i in range(start, stop):
-        name, fn = S.STEPS[i]
+        name, fn = STEPS[i]
         d = dirs[i]
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
@@ -191,8 +189,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if stop == len(names):
         report["bitfile"] = vivado.finish(model, cfg, out)
         if cfg.hw.get("deploy"):
-            from build_flows.deploy import package
-
             report["deploy"] = package.finish(out, report["bitfile"], cfg)
     reports.write_json(report, out / "report.json")
     reports.write_markdown(report, out / "report.md")
@@ -227,8 +223,6 @@ def make_report(args: argparse.Namespace, out: Path, model_path: Path, board: An
 
 
 def parser() -> argparse.ArgumentParser:
-    from build_flows.steps import STEP_NAMES
-
     ap = argparse.ArgumentParser(prog="python build_flows/build.py", description=__doc__.split(
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="QONNX model.onnx, or a checkpoint.pt")

@@ -3,8 +3,8 @@
 finn-plus reads ``FINN_BUILD_DIR`` (an absolute directory for generated files) and
 ``FINN_SETTINGS`` when its modules are imported; without them transformations that create build
 directories fail. :func:`prepare` sets both (keeping values the user set) and is called by every
-``build_flows`` module before it imports ``finn``; it also registers our RTL ops
-(:mod:`build_flows.finn_ops`), so that saved graphs holding them load anywhere.
+``build_flows`` module before it imports ``finn``. It imports nothing of ``build_flows``: our RTL
+ops register themselves when :mod:`build_flows.backend.ops` is imported (the pipeline does).
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-
-_registered = False
 
 
 def prepare(build_dir: str | Path | None = None) -> Path:
@@ -24,8 +22,4 @@ def prepare(build_dir: str | Path | None = None) -> Path:
     build_dir.mkdir(parents=True, exist_ok=True)
     os.environ["FINN_BUILD_DIR"] = str(build_dir)
     os.environ.setdefault("FINN_SETTINGS", str(build_dir / "settings.yaml"))
-    global _registered
-    if not _registered:  # our RTL ops (build_flows.finn_ops) join FINN's registry
-        _registered = True
-        import build_flows.finn_ops  # noqa: F401
     return build_dir

@@ -25,10 +25,10 @@ log = logging.getLogger(__name__)
 
 
 def streamline(model: Any) -> Any:
-    """The build's first steps (:mod:`build_flows.steps`): ConvertQONNXtoFINN, tidy-up,
-    streamlining with conv lowering, XNOR-popcount conversion. Raises BuildError naming a node
-    that does not streamline (float matrix products, leftover BatchNorm/Quant)."""
-    from build_flows import steps
+    """The build's first steps (:mod:`build_flows.pipeline.finn_steps`): ConvertQONNXtoFINN,
+    tidy-up, streamlining with conv lowering, XNOR-popcount conversion. Raises BuildError naming
+    a node that does not streamline (float matrix products, leftover BatchNorm/Quant)."""
+    from build_flows.pipeline import finn_steps as steps
 
     for fn in (steps.step_qonnx_to_finn, steps.step_tidy_up, steps.step_streamline,
                steps.step_xnor_popcount):

@@ -4,7 +4,7 @@ what each one computes on its stream.
 A :class:`Unit` is everything needed to instantiate one module: its parameters, its memory files
 (contents and word width; the file-name parameters are filled in when the unit is written) and its
 input and output beat widths, so that :mod:`hw.stitch` can chain units with FIFOs and width
-converters. Constructors take plain numpy arrays; :mod:`build_flows.rtl` reads them from FINN nodes.
+converters. Constructors take plain numpy arrays; :mod:`build_flows.backend.mapping` reads them from FINN nodes.
 
 Stream conventions (all units): element 0 in the least significant bits of a beat; bipolar
 values as bits (1 = +1, 0 = -1); signed integers in two's complement.

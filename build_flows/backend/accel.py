@@ -1,113 +1,32 @@
-"""Our RTL for a whole folded FINN dataflow graph: one :class:`hw.units.Unit` per node, stitched
-into one accelerator (``hw.stitch``), simulated with Verilator on real images and compared bit for
-bit with FINN's Python execution of the same graph; cycles per frame and latency measured.
+"""Our RTL for a whole folded FINN dataflow graph: one :class:`hw.units.Unit` per node (the table in
+:mod:`build_flows.backend.mapping`), stitched into one accelerator (``hw.stitch``), simulated with
+Verilator on real images and compared bit for bit with FINN's Python execution of the same graph;
+cycles per frame and latency measured.
 
-Node types: MVAU (binary weights; XNOR or integer inputs), Thresholding, FMPadding,
-ConvolutionInputGenerator (standard and depthwise, no dilation), Pool (MaxPool), LabelSelect
-(top-1). Width converters and
-FIFOs are our own (``hw.stitch``), so FINN's are not expected in the graph. Each unit's stream
-element (width, signedness) is derived from the producer unit, not from FINN's annotation: FINN
-may call an XNOR popcount INT7 while our unit sends it as 7 unsigned bits.
+Width converters and FIFOs are our own (``hw.stitch``), so FINN's are not expected in the graph.
+Each unit's stream element (width, signedness) is derived from the producer unit, not from FINN's
+annotation. :func:`build` stitches once and records the accelerator in ``accel.json`` beside
+``accel.sv``; :func:`load` reopens it from there without stitching again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from build_flows import finn_env
+from build_flows.backend.elem import Elem, decode, dtype_elem, encode
+from build_flows.backend.mapping import node_unit
 from build_flows.checks import BuildError
-from build_flows.rtl import matrix_unit
 from hw import stitch, units, verilator
-from hw import model as hwm
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Elem:
-    """How one stream element is encoded: ``width`` bits, two's complement when ``signed``;
-    ``bipolar`` 1-bit elements stand for -1 (0) and +1 (1)."""
-
-    width: int
-    signed: bool = False
-    bipolar: bool = False
-
-
-def dtype_elem(dt: Any) -> Elem:
-    """The stream encoding of a FINN DataType."""
-    if dt.name == "BIPOLAR":
-        return Elem(1, False, True)
-    return Elem(dt.bitwidth(), dt.signed())
-
-
-def _attr(inst: Any, name: str) -> Any:
-    return inst.get_nodeattr(name)
-
-
-def node_unit(model: Any, node: Any, elem_in: Elem) -> tuple[units.Unit, Elem]:
-    """The unit for one dataflow node fed with ``elem_in`` elements; its output encoding."""
-    from qonnx.core.datatype import DataType
-    from qonnx.custom_op.registry import getCustomOp
-
-    inst = getCustomOp(node)
-    op = node.op_type
-    for suffix in ("_hls", "_rtl", "_bnn"):  # FINN's HLS/RTL specializations and ours
-        op = op.removesuffix(suffix)
-    name = node.name
-    if op == "MVAU":
-        mu = matrix_unit(model, node)
-        p = mu.params
-        out = Elem(1) if p["ACTIVATION"] else Elem(p["ACC_W"], not p["XNOR"])
-        return mu.unit(), out
-    if op == "Thresholding":
-        idt = DataType[_attr(inst, "inputDataType")]
-        odt = DataType[_attr(inst, "outputDataType")]
-        c = _attr(inst, "NumChannels")
-        t = np.asarray(model.get_initializer(node.input[1]))
-        t = np.broadcast_to(t, (c, t.shape[-1]))
-        if not np.array_equal(t, np.ceil(t)):
-            raise BuildError(f"node {name}: non-integer thresholds on integer inputs; run "
-                             "round_thresholds first")
-        act = int(_attr(inst, "ActVal"))
-        if odt.name == "BIPOLAR":  # -1/+1 travel as bits: count 0/1
-            bias, out = 0, Elem(1, False, True)
-        else:
-            bias, out = act, Elem(odt.bitwidth(), odt.signed())
-        return units.thresholding(name, t.astype(np.int64), _attr(inst, "PE"), idt.bitwidth(),
-                                  idt.signed(), out.width, bias), out
-    if op == "ConvolutionInputGenerator":
-        if list(_attr(inst, "Dilation")) != [1, 1]:
-            raise BuildError(f"node {name}: dilation {_attr(inst, 'Dilation')} is not supported "
-                             "by our sliding-window unit")
-        ifm, k, s = (tuple(_attr(inst, a)) for a in ("IFMDim", "ConvKernelDim", "Stride"))
-        style = _attr(inst, "ram_style") if "ram_style" in [a.name for a in node.attribute] \
-            else "auto"
-        return units.swg(name, ifm, _attr(inst, "IFMChannels"), _attr(inst, "SIMD"), k, s,
-                         elem_in.width, bool(_attr(inst, "depthwise")), style), elem_in
-    if op == "FMPadding":
-        return units.fmpadding(name, tuple(_attr(inst, "ImgDim")), _attr(inst, "NumChannels"),
-                               _attr(inst, "SIMD"), elem_in.width,
-                               tuple(_attr(inst, "Padding"))), elem_in
-    if op == "Pool":
-        if _attr(inst, "Function") != "MaxPool":
-            raise BuildError(f"node {name}: Pool function {_attr(inst, 'Function')}; our pool "
-                             "unit does MaxPool")
-        kk = int(np.prod(_attr(inst, "KernelSize")))
-        return units.pool(name, _attr(inst, "Channels"), _attr(inst, "PE"), kk, elem_in.width,
-                          elem_in.signed), elem_in
-    if op == "LabelSelect":
-        if _attr(inst, "K") != 1:
-            raise BuildError(f"node {name}: top-{_attr(inst, 'K')}; our label select gives top-1")
-        odt = DataType[_attr(inst, "outputDataType")]
-        return units.label_select(name, _attr(inst, "Labels"), _attr(inst, "PE"), elem_in.width,
-                                  elem_in.signed, odt.bitwidth()), Elem(odt.bitwidth())
-    raise BuildError(f"node {name} ({node.op_type}): no bnnforge RTL for this node type")
 
 
 def graph_units(model: Any) -> tuple[list[units.Unit], Elem, Elem]:
@@ -125,57 +44,66 @@ def graph_units(model: Any) -> tuple[list[units.Unit], Elem, Elem]:
     return out, elem_in, elem
 
 
-def encode(values: np.ndarray, elem: Elem) -> np.ndarray:
-    """FINN tensor values as stream element codes."""
-    v = np.asarray(values)
-    if elem.bipolar:
-        return (v > 0).astype(np.int64)
-    return hwm.twos(np.rint(v).astype(np.int64), elem.width)
-
-
-def decode(codes: np.ndarray, elem: Elem) -> np.ndarray:
-    codes = np.asarray(codes, dtype=np.int64)
-    if elem.bipolar:
-        return 2 * codes - 1
-    return hwm.signed(codes, elem.width) if elem.signed else codes
-
-
 @dataclass
 class Accelerator:
-    """A stitched, compiled accelerator for one dataflow graph."""
+    """A stitched, compiled accelerator for one dataflow graph (``accel.json`` on disk)."""
 
     directory: Path
-    stages: list[units.Unit]
     sim: verilator.Sim
     elem_in: Elem
     elem_out: Elem
+    in_width: int   # bits per input beat of the first unit
+    out_width: int  # bits per output beat of the last unit
     in_elems: int   # elements per input frame
     out_elems: int  # elements per output frame
+    units: int      # units, one per node
+    stages: int     # units plus the FIFOs and width converters between them
     build_seconds: float
 
     @property
     def in_per_beat(self) -> int:
-        return self.stages[0].in_width // self.elem_in.width
+        return self.in_width // self.elem_in.width
 
     @property
     def out_per_beat(self) -> int:
-        return self.stages[-1].out_width // self.elem_out.width
+        return self.out_width // self.elem_out.width
+
+
+META = "accel.json"
 
 
 def build(model: Any, directory: Path, fifo_depth: int = 2) -> Accelerator:
     """Generate, stitch and compile the accelerator of dataflow graph ``model`` in ``directory``
-    (top ``accel.sv``, memory files, ``accel.f`` file list)."""
+    (top ``accel.sv``, memory files, ``accel.f`` file list, ``accel.json``)."""
     us, elem_in, elem_out = graph_units(model)
     top, stages = stitch.write(us, directory, "accel", fifo_depth)
     sources = stitch.filelist(stages, top)
     (directory / "accel.f").write_text("".join(f"{s}\n" for s in sources))
+    meta = {"elem_in": asdict(elem_in), "elem_out": asdict(elem_out),
+            "in_width": stages[0].in_width, "out_width": stages[-1].out_width,
+            "in_elems": int(np.prod(model.get_tensor_shape(model.graph.input[0].name))),
+            "out_elems": int(np.prod(model.get_tensor_shape(model.graph.output[0].name))),
+            "units": len(us), "stages": len(stages)}
+    (directory / META).write_text(json.dumps(meta, indent=1))
+    acc = load(directory)
+    log.info("accelerator: %d units, %d stages, Verilator build %.0f s", len(us), len(stages),
+             acc.build_seconds)
+    return acc
+
+
+def load(directory: Path) -> Accelerator:
+    """The accelerator :func:`build` wrote to ``directory``, compiled (Verilator's cache makes
+    this instant when the same sources were compiled before); nothing is stitched again."""
+    path = directory / META
+    if not path.is_file():
+        raise BuildError(f"{path} is missing: run the rtl step first")
+    meta = json.loads(path.read_text())
+    sources = [Path(s) for s in (directory / "accel.f").read_text().split()]
     t0 = time.time()
     sim = verilator.build("accel", sources)  # cached by sources and parameters
-    secs = time.time() - t0
-    in_elems = int(np.prod(model.get_tensor_shape(model.graph.input[0].name)))
-    out_elems = int(np.prod(model.get_tensor_shape(model.graph.output[0].name)))
-    log.info("accelerator: %d units, %d stages, Verilator build %.0f s", len(us), len(stages), secs)
-    return Accelerator(directory, stages, sim, elem_in, elem_out, in_elems, out_elems, secs)
+    return Accelerator(directory, sim, Elem(**meta["elem_in"]), Elem(**meta["elem_out"]),
+                       meta["in_width"], meta["out_width"], meta["in_elems"], meta["out_elems"],
+                       meta["units"], meta["stages"], time.time() - t0)
 
 
 def write_io_top(model: Any, acc: Accelerator) -> tuple[str, Path]:
@@ -191,7 +119,7 @@ def write_io_top(model: Any, acc: Accelerator) -> tuple[str, Path]:
         raise BuildError(f"the accelerator's output elements ({acc.elem_out}) do not fit the "
                          f"graph's output datatype {odt.name}")
     d = acc.directory
-    whole = units.Unit("accel", "accel", {}, acc.stages[0].in_width, acc.stages[-1].out_width)
+    whole = units.Unit("accel", "accel", {}, acc.in_width, acc.out_width)
     in_w = -(-whole.in_width // 8) * 8
     out_w = -(-acc.out_per_beat * port.width // 8) * 8
     (d / "accel_io.sv").write_text(stitch.wrapper_source(
@@ -239,13 +167,3 @@ def finn_outputs(model: Any, frames: np.ndarray) -> np.ndarray:
     shape = plain.get_tensor_shape(iname)
     return np.stack([np.asarray(execute_onnx(plain, {iname: f.reshape(shape).astype(np.float32)})
                                 [oname]).reshape(-1) for f in frames])
-
-
-def compare(rtl: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
-    """Exact comparison: mismatch count and the first one (sample, position, both values)."""
-    bad = np.argwhere(rtl != ref)
-    first = None
-    if len(bad):
-        s, pos = (int(i) for i in bad[0])
-        first = {"sample": s, "position": pos, "rtl": int(rtl[s, pos]), "finn": float(ref[s, pos])}
-    return {"samples": int(len(rtl)), "mismatches": int(len(bad)), "first_mismatch": first}

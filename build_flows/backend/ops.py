@@ -14,11 +14,14 @@ domain (``finn.custom_op.fpgadataflow.rtl``), where ``PrepareIP``, ``PrepareRTLS
 * ``prepare_rtlsim``/``execute_node`` with ``exec_mode="rtlsim"`` compile and run that same top in
   Verilator (no Vivado), so ``execute_onnx`` simulates the graph node by node.
 
-:class:`UseBnnRTL` swaps them in after folding: every MVAU (binary weights), Thresholding,
-FMPadding, ConvolutionInputGenerator, Pool and LabelSelect node, generic or specialized, becomes
-its ``_bnn`` op with the same name and attributes; other nodes (FINN's FIFOs and width converters)
-stay FINN's. Raw MVAU outputs whose annotated datatype cannot hold every accumulator value (FINN
-may call an XNOR popcount of 0..64 INT7) get the smallest datatype that can.
+One op class per entry of :data:`build_flows.backend.mapping.NODE_TYPES`, made from it (FINN's
+layer class with :class:`BnnRTL` in front and the entry's method overrides), so a new node type
+needs no edit here. :class:`UseBnnRTL` swaps them in after folding: every node of the table,
+generic or specialized, becomes its ``_bnn`` op with the same name and attributes; other nodes
+(FINN's FIFOs and width converters) stay FINN's. Raw outputs whose annotated datatype cannot hold
+every value (FINN may call an XNOR popcount of 0..64 INT7) get the smallest datatype that can.
+Importing this module registers the ops (:func:`register`); the build pipeline imports it, so
+saved graphs holding them load wherever the pipeline is imported.
 """
 
 from __future__ import annotations
@@ -33,27 +36,20 @@ from typing import Any
 import numpy as np
 
 from build_flows import finn_env
+from build_flows.backend import mapping
+from build_flows.backend.elem import Elem, decode, dtype_elem, encode, reorder_k_c
+from build_flows.checks import BuildError
+from hw import stitch, units, verilator
 
 finn_env.prepare()
 
 from finn.custom_op.fpgadataflow import rtl as finn_rtl  # noqa: E402
-from finn.custom_op.fpgadataflow.convolutioninputgenerator import \
-    ConvolutionInputGenerator  # noqa: E402
-from finn.custom_op.fpgadataflow.fmpadding import FMPadding  # noqa: E402
 from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp  # noqa: E402
-from finn.custom_op.fpgadataflow.labelselect import LabelSelect  # noqa: E402
-from finn.custom_op.fpgadataflow.matrixvectoractivation import MVAU  # noqa: E402
-from finn.custom_op.fpgadataflow.pool import Pool  # noqa: E402
 from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend  # noqa: E402
-from finn.custom_op.fpgadataflow.thresholding import Thresholding  # noqa: E402
 from onnx import helper  # noqa: E402
 from qonnx.core.datatype import DataType  # noqa: E402
 from qonnx.custom_op.registry import add_op_to_domain, getCustomOp  # noqa: E402
 from qonnx.transformation.base import Transformation  # noqa: E402
-
-from build_flows import accel, rtl  # noqa: E402
-from build_flows.checks import BuildError  # noqa: E402
-from hw import stitch, units, verilator  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +75,7 @@ class BnnRTL(RTLBackend):
         d = self.get_nodeattr("code_gen_dir_ipgen")
         if not d:
             raise BuildError(f"node {self.onnx_node.name}: no code_gen_dir_ipgen; generate its "
-                             "HDL first (PrepareIP, or build_flows.finn_ops.generate)")
+                             "HDL first (PrepareIP, or build_flows.backend.ops.generate)")
         return Path(d)
 
     def _meta(self) -> dict[str, Any]:
@@ -96,8 +92,8 @@ class BnnRTL(RTLBackend):
         d.mkdir(parents=True, exist_ok=True)
         idt = model.get_tensor_datatype(node.input[0])
         odt = model.get_tensor_datatype(node.output[0])
-        elem_in = accel.dtype_elem(idt)
-        unit, elem_out = accel.node_unit(model, node, elem_in)
+        elem_in = dtype_elem(idt)
+        unit, elem_out = mapping.node_unit(model, node, elem_in)
         if unit.in_width != self.get_instream_width(0):
             raise BuildError(f"node {node.name}: our {unit.module} takes {unit.in_width}-bit "
                              f"beats, FINN's stream is {self.get_instream_width(0)} bits")
@@ -106,11 +102,9 @@ class BnnRTL(RTLBackend):
         if n_out * port_ew != self.get_outstream_width(0):
             raise BuildError(f"node {node.name}: {n_out} x {odt.name} outputs per beat != FINN's "
                              f"{self.get_outstream_width(0)}-bit stream")
-        offset = 0
-        if node.op_type.startswith("MVAU") and self.get_nodeattr("noActivation") == 0 \
-                and odt.name != "BIPOLAR":
-            offset = int(self.get_nodeattr("ActVal"))
-        lo, hi = out_range(model, node, unit, elem_out)
+        nt = mapping.node_type(node)
+        offset = nt.port_offset(self, odt) if nt.port_offset else 0
+        lo, hi = out_range(model, node, elem_out)
         if odt.name != "BIPOLAR" and not (odt.allowed(lo + offset) and odt.allowed(hi + offset)):
             raise BuildError(f"node {node.name}: outputs reach [{lo + offset}, {hi + offset}], "
                              f"more than {odt.name}; apply UseBnnRTL (it widens the datatype)")
@@ -120,7 +114,7 @@ class BnnRTL(RTLBackend):
         (d / f"{top}.sv").write_text(stitch.wrapper_source(
             top, unit, files, self.get_instream_width_padded(0), n_out, elem_out.width, port_ew,
             elem_out.signed, offset))
-        r_in, r_out = rtl.stream_reorders(unit)
+        r_in, r_out = mapping.stream_reorders(node, unit)
         meta = {"top": top, "module": unit.module, "library": [str(unit.source)],
                 "generated": [f"{top}.sv"],
                 "memories": sorted(Path(f).name for f in files.values()),
@@ -176,29 +170,27 @@ class BnnRTL(RTLBackend):
         x = np.asarray(context[node.input[0]], dtype=np.float64)
         x = x.reshape(self.get_normal_input_shape(0))
         if meta["reorder_in"]:
-            x = rtl.reorder_k_c(x, *meta["reorder_in"])
-        ein, eout = accel.dtype_elem(idt), accel.dtype_elem(odt)
-        beats = units.beats_of(accel.encode(x, ein).reshape(-1), meta["in_per_beat"], ein.width)
+            x = reorder_k_c(x, *meta["reorder_in"])
+        ein, eout = dtype_elem(idt), dtype_elem(odt)
+        beats = units.beats_of(encode(x, ein).reshape(-1), meta["in_per_beat"], ein.width)
         oshape = self.get_normal_output_shape(0)
         n_out = int(np.prod(oshape)) // meta["out_per_beat"]
         got, _, _ = verilator.run(verilator.Sim(Path(exe), f"{meta['top']}_sim"), beats, n_out,
                                   self._dir())
-        y = accel.decode(units.elements_of(got, meta["out_per_beat"], eout.width), eout)
+        y = decode(units.elements_of(got, meta["out_per_beat"], eout.width), eout)
         y = y.reshape(oshape)
         if meta["reorder_out"]:
-            y = rtl.reorder_k_c(y, *meta["reorder_out"], inverse=True)
+            y = reorder_k_c(y, *meta["reorder_out"], inverse=True)
         context[node.output[0]] = y.astype(np.float32)
         return None
 
 
-def out_range(model: Any, node: Any, unit: units.Unit, elem_out: accel.Elem) -> tuple[int, int]:
-    """The values the unit can put out, before FINN's ActVal offset."""
-    if unit.module == "mvtu" and not unit.params["ACTIVATION"]:
-        mu = rtl.matrix_unit(model, node)
-        mw = mu.params["MW"]
-        m = 1 if mu.params["XNOR"] else max(abs(int(mu.in_dtype.min())),
-                                            abs(int(mu.in_dtype.max())))
-        return (0, mw) if mu.params["XNOR"] else (-mw * m, mw * m)
+def out_range(model: Any, node: Any, elem_out: Elem) -> tuple[int, int]:
+    """The values the node's unit can put out, before FINN's ActVal offset."""
+    nt = mapping.node_type(node)
+    raw = nt.raw_range(model, node) if nt.raw_range else None
+    if raw is not None:
+        return raw
     if elem_out.bipolar:
         return -1, 1
     if elem_out.signed:
@@ -206,36 +198,15 @@ def out_range(model: Any, node: Any, unit: units.Unit, elem_out: accel.Elem) -> 
     return 0, (1 << elem_out.width) - 1
 
 
-class MVAU_bnn(BnnRTL, MVAU):
-    """MVAU with binary weights: ``hw/rtl/mvtu.sv`` (XNOR-popcount or integer inputs)."""
+def _op_class(op: str, nt: mapping.NodeType) -> type:
+    """``<op>_bnn``: FINN's layer with our RTL backend in front and the entry's overrides."""
+    return type(op + SUFFIX, (BnnRTL, nt.layer), {
+        "__doc__": f"FINN's {op} on our RTL (``hw/rtl/``; see build_flows.backend.mapping).",
+        "__module__": __name__, **nt.op_methods})
 
 
-class Thresholding_bnn(BnnRTL, Thresholding):
-    """Multi-threshold: ``hw/rtl/thresholding.sv``."""
-
-
-class FMPadding_bnn(BnnRTL, FMPadding):
-    """Zero padding: ``hw/rtl/fmpadding.sv``."""
-
-
-class ConvolutionInputGenerator_bnn(BnnRTL, ConvolutionInputGenerator):
-    """Sliding windows: ``hw/rtl/swg.sv``."""
-
-    def use_parallel_window_output(self) -> bool:
-        return False  # one SIMD group of one window position per beat
-
-
-class Pool_bnn(BnnRTL, Pool):
-    """Max pooling: ``hw/rtl/pool.sv``."""
-
-
-class LabelSelect_bnn(BnnRTL, LabelSelect):
-    """Top-1: ``hw/rtl/label_select.sv``."""
-
-
-OPS: dict[str, type] = {c.__name__[:-len(SUFFIX)]: c for c in (
-    MVAU_bnn, Thresholding_bnn, FMPadding_bnn, ConvolutionInputGenerator_bnn, Pool_bnn,
-    LabelSelect_bnn)}
+#: FINN hardware layer -> our op class, one per entry of the node-type table
+OPS: dict[str, type] = {op: _op_class(op, nt) for op, nt in mapping.NODE_TYPES.items()}
 
 
 def register() -> None:
@@ -246,16 +217,6 @@ def register() -> None:
 
 
 register()
-
-
-def base_op(node: Any) -> str | None:
-    """FINN's hardware layer name of a dataflow node we have RTL for, else None."""
-    if not node.domain.startswith("finn.custom_op.fpgadataflow"):
-        return None
-    op = node.op_type
-    for suffix in ("_hls", "_rtl", SUFFIX):
-        op = op.removesuffix(suffix)
-    return op if op in OPS else None
 
 
 def _fit(lo: int, hi: int) -> Any:
@@ -271,7 +232,7 @@ class UseBnnRTL(Transformation):
     def apply(self, model: Any) -> tuple[Any, bool]:
         graph = model.graph
         for i, node in enumerate(list(graph.node)):
-            op = base_op(node)
+            op = mapping.base_op(node)
             if op is None or node.op_type == op + SUFFIX:
                 continue
             new = helper.make_node(op + SUFFIX, list(node.input), list(node.output),
@@ -284,17 +245,16 @@ class UseBnnRTL(Transformation):
             graph.node.insert(i, new)
             new = graph.node[i]  # insert stored a copy
             inst = getCustomOp(new)
-            if op == "MVAU":
-                inst.set_nodeattr("mem_mode", "internal_embedded")
-                if inst.get_nodeattr("noActivation") == 1:
-                    self._widen(model, new, inst)
+            nt = mapping.NODE_TYPES[op]
+            for name, value in nt.swap_attrs.items():
+                inst.set_nodeattr(name, value)
+            raw = nt.raw_range(model, new) if nt.raw_range else None
+            if raw is not None:
+                self._widen(model, new, inst, *raw)
         return model, False
 
     @staticmethod
-    def _widen(model: Any, node: Any, inst: Any) -> None:
-        idt = model.get_tensor_datatype(node.input[0])
-        unit, elem = accel.node_unit(model, node, accel.dtype_elem(idt))
-        lo, hi = out_range(model, node, unit, elem)
+    def _widen(model: Any, node: Any, inst: Any, lo: int, hi: int) -> None:
         odt = DataType[inst.get_nodeattr("outputDataType")]
         if odt.allowed(lo) and odt.allowed(hi):
             return

@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from build_flows import accel, checks
+from build_flows import checks
+from build_flows.backend import accel
+from build_flows.backend.elem import dtype_elem
 from build_flows.checks import BuildError
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,7 @@ def check_streams(child: Any, io: dict[str, Any]) -> None:
         if per_beat != folded[-1]:
             raise BuildError(f"the accelerator's {side} stream carries {per_beat} elements per "
                              f"beat, the driver's {side} buffer {folded[-1]}")
-    if accel.dtype_elem(idt) != elem_in:
+    if dtype_elem(idt) != elem_in:
         raise BuildError(f"the accelerator's input elements ({elem_in}) are not {idt.name}")
 
 

@@ -1,27 +1,24 @@
-"""The named steps of the open (no-Vivado) part of the build, each a plain ``(model, cfg) -> model``.
+"""The FINN steps of the build, each a plain ``(model, cfg) -> model``: from QONNX to a folded
+dataflow graph of FINN hardware layers, with FINN's estimates.
 
-Order (:data:`STEPS`): ``qonnx_to_finn`` -> ``tidy_up`` -> ``pre_post`` (uint8 input scaling,
-top-1 output) -> ``streamline`` -> ``xnor_popcount`` -> ``round_thresholds`` -> ``hw_layers`` ->
+``qonnx_to_finn`` -> ``tidy_up`` -> ``pre_post`` (uint8 input scaling, top-1 output) ->
+``streamline`` -> ``xnor_popcount`` -> ``round_thresholds`` -> ``hw_layers`` ->
 ``dataflow_partition`` -> ``specialize`` -> ``folding`` -> ``minimize_bit_width`` ->
-``estimates`` -> ``rtl`` -> ``rtlsim`` -> ``resources`` (the last three in
-:mod:`build_flows.hw_steps`: our RTL, Verilator and Yosys). The runner
-(:mod:`build_flows.build`) verifies the graph after each step and writes it to ``out/steps/NN_<name>/``. Steps only call finn-plus/qonnx transformations; nothing here needs
-Vivado.
+``estimates``; the order lives in :data:`build_flows.pipeline.STEPS`. Steps only call
+finn-plus/qonnx transformations and ours (:mod:`build_flows.pipeline.transforms`); nothing here
+needs Vivado.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from build_flows import checks, finn_env, folding, transforms
-from build_flows.boards import Board
+from build_flows import checks, finn_env, reports
+from build_flows.pipeline import folding, transforms
+from build_flows.pipeline.config import BuildConfig
+from build_flows.pipeline.graph import apply_to_dataflow, dataflow_model, tidy
 
 log = logging.getLogger(__name__)
 
@@ -31,47 +28,11 @@ from onnx import TensorProto, helper  # noqa: E402
 from qonnx.core.datatype import DataType  # noqa: E402
 from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
 from qonnx.transformation.bipolar_to_xnor import ConvertBipolarMatMulToXnorPopcount  # noqa: E402
-from qonnx.transformation.fold_constants import FoldConstants  # noqa: E402
-from qonnx.transformation.general import (GiveReadableTensorNames, GiveUniqueNodeNames,  # noqa: E402
-                                          RemoveStaticGraphInputs, RemoveUnusedTensors)
+from qonnx.transformation.general import RemoveUnusedTensors  # noqa: E402
 from qonnx.transformation.infer_data_layouts import InferDataLayouts  # noqa: E402
-from qonnx.transformation.infer_datatypes import InferDataTypes  # noqa: E402
-from qonnx.transformation.infer_shapes import InferShapes  # noqa: E402
 from qonnx.transformation.insert_topk import InsertTopK  # noqa: E402
 from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul  # noqa: E402
 from qonnx.util.cleanup import cleanup_model  # noqa: E402
-
-ModelStep = Callable[[ModelWrapper, "BuildConfig"], ModelWrapper]
-
-
-@dataclass
-class BuildConfig:
-    """Everything a step may read. ``folding_config`` is a validated folding dict or None."""
-
-    out: Path
-    board: Board
-    clock_ns: float
-    target_fps: float | None = None
-    folding_config: dict[str, Any] | None = None
-    mvau_wwidth_max: int = 36
-    host_postproc: list[str] = field(default_factory=list)
-    host_nodes: list[str] = field(default_factory=list)
-    estimates: dict[str, Any] = field(default_factory=dict)
-    hw: dict[str, Any] = field(default_factory=dict)  # rtl, rtlsim, performance, resources
-    inputs: Any = None  # verify.Inputs: the verification images (rtlsim)
-    per_node: bool = False  # resources per unit too
-
-    @property
-    def work_dir(self) -> Path:
-        return self.out / "work"
-
-
-def tidy(model: ModelWrapper) -> ModelWrapper:
-    """Shape/datatype inference, constant folding, readable unique names."""
-    for t in (InferShapes(), FoldConstants(), GiveUniqueNodeNames(), GiveReadableTensorNames(),
-              InferDataTypes(), RemoveStaticGraphInputs()):
-        model = model.transform(t)
-    return model
 
 
 def step_qonnx_to_finn(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
@@ -231,64 +192,5 @@ def step_minimize_bit_width(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapp
 
 def step_estimates(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
     """FINN's analytical per-layer cycles and resources, and the network's throughput."""
-    from build_flows import reports
-
     cfg.estimates = reports.estimates(dataflow_model(model), cfg.clock_ns, cfg.board.part)
-    return model
-
-
-STEPS: list[tuple[str, ModelStep]] = [
-    ("qonnx_to_finn", step_qonnx_to_finn),
-    ("tidy_up", step_tidy_up),
-    ("pre_post", step_pre_post),
-    ("streamline", step_streamline),
-    ("xnor_popcount", step_xnor_popcount),
-    ("round_thresholds", step_round_thresholds),
-    ("hw_layers", step_hw_layers),
-    ("dataflow_partition", step_dataflow_partition),
-    ("specialize", step_specialize),
-    ("folding", step_folding),
-    ("minimize_bit_width", step_minimize_bit_width),
-    ("estimates", step_estimates),
-]
-from build_flows.hw_steps import HW_STEPS  # noqa: E402  (they use this module's helpers)
-
-STEPS += HW_STEPS
-STEP_NAMES = [name for name, _ in STEPS]
-
-
-def partition_node(model: ModelWrapper) -> Any | None:
-    """The (single) StreamingDataflowPartition node of a parent model, if any."""
-    nodes = model.get_nodes_by_op_type("StreamingDataflowPartition")
-    return nodes[0] if nodes else None
-
-
-def dataflow_model(model: ModelWrapper) -> ModelWrapper:
-    """The dataflow child model of a parent (or the model itself before partitioning)."""
-    from qonnx.custom_op.registry import getCustomOp
-
-    node = partition_node(model)
-    if node is None:
-        return model
-    return ModelWrapper(getCustomOp(node).get_nodeattr("model"))
-
-
-def apply_to_dataflow(model: ModelWrapper, fn: Callable[[ModelWrapper], ModelWrapper],
-                      work_dir: Path) -> ModelWrapper:
-    """Apply ``fn`` to the dataflow child, save it as a new file under ``work_dir`` and point the
-    parent at it: the previous step's saved child stays untouched (builds resume from it)."""
-    import tempfile
-
-    from qonnx.custom_op.registry import getCustomOp
-
-    node = partition_node(model)
-    if node is None:
-        return fn(model)
-    inst = getCustomOp(node)
-    child = fn(ModelWrapper(inst.get_nodeattr("model")))
-    work_dir.mkdir(parents=True, exist_ok=True)
-    fd, path = tempfile.mkstemp(prefix="dataflow_", suffix=".onnx", dir=work_dir)
-    os.close(fd)
-    child.save(path)
-    inst.set_nodeattr("model", path)
     return model

@@ -1,11 +1,13 @@
 """Build steps after folding that need no Vivado: our RTL for the folded dataflow graph, its
 stitched Verilator simulation on the verification images, and Yosys resource estimates.
 
-* ``rtl``: every node becomes our RTL op (:mod:`build_flows.finn_ops`, HDL per node under
+* ``rtl``: every node becomes our RTL op (:mod:`build_flows.backend.ops`, HDL per node under
   ``out/rtl/nodes/``, what FINN's stitched-IP step packages when Vivado is present); one unit per
-  node (:mod:`build_flows.accel`) stitched with FIFOs and width converters into
-  ``out/rtl/accel.sv`` with its memory files and ``accel.f``; compiled with Verilator.
-* ``rtlsim``: the verification images through the simulated accelerator (full flow); every
+  node (:mod:`build_flows.backend.accel`) stitched with FIFOs and width converters into
+  ``out/rtl/accel.sv`` with its memory files, ``accel.f`` and ``accel.json``; compiled with
+  Verilator. This is the only step that stitches.
+* ``rtlsim``: the verification images through the accelerator the ``rtl`` step stitched
+  (:func:`build_flows.backend.accel.load`, full flow); every
   output must equal FINN's Python execution of the dataflow graph (first mismatch reported with
   sample and position). Steady-state cycles per frame, latency and FPS beside FINN's estimate.
 * ``deploy``: the deployment package ``out/deploy/`` (:mod:`build_flows.deploy.package`): the
@@ -25,13 +27,19 @@ from typing import Any
 
 import numpy as np
 
-from build_flows import accel, steps
+from build_flows.backend import accel, ops
+from build_flows.backend.elem import compare
 from build_flows.checks import BuildError
+from build_flows.deploy import package
+from build_flows.pipeline import vivado
+from build_flows.pipeline.config import BuildConfig
+from build_flows.pipeline.graph import apply_to_dataflow, dataflow_model
+from hw import stitch, yosys
 
 log = logging.getLogger(__name__)
 
 
-def rtl_dir(cfg: steps.BuildConfig) -> Path:
+def rtl_dir(cfg: BuildConfig) -> Path:
     return cfg.out / "rtl"
 
 
@@ -52,21 +60,19 @@ def _host_free(model: Any) -> None:
                  names)
 
 
-def step_rtl(model: Any, cfg: steps.BuildConfig) -> Any:
+def step_rtl(model: Any, cfg: BuildConfig) -> Any:
     """Swap our RTL ops into the dataflow graph and generate each node's HDL (FINN's IP steps
     package these), then stitch our units and compile the simulation."""
-    from build_flows import finn_ops
-
     _host_free(model)
     nodes_dir = rtl_dir(cfg) / "nodes"
-    model = steps.apply_to_dataflow(model, lambda m: finn_ops.generate(
+    model = apply_to_dataflow(model, lambda m: ops.generate(
         m, nodes_dir, cfg.board.part, cfg.clock_ns), cfg.work_dir)
-    child = steps.dataflow_model(model)
+    child = dataflow_model(model)
     acc = accel.build(child, rtl_dir(cfg))
     sim_top, sim_filelist = accel.write_io_top(child, acc)  # the deployment package's
     cfg.hw["rtl"] = {"directory": str(acc.directory), "top": "accel",  # simulation runs this
                      "sim_top": sim_top, "sim_filelist": str(sim_filelist),
-                     "units": len(child.graph.node), "stages": len(acc.stages),
+                     "units": acc.units, "stages": acc.stages,
                      "filelist": str(acc.directory / "accel.f"),
                      "verilator_build_seconds": round(acc.build_seconds, 1),
                      "finn_nodes": {n.name: n.op_type for n in child.graph.node},
@@ -74,10 +80,10 @@ def step_rtl(model: Any, cfg: steps.BuildConfig) -> Any:
     return model
 
 
-def step_rtlsim(model: Any, cfg: steps.BuildConfig) -> Any:
+def step_rtlsim(model: Any, cfg: BuildConfig) -> Any:
     """Stitched rtlsim on the verification images; exact comparison; performance."""
-    child = steps.dataflow_model(model)
-    acc = accel.build(child, rtl_dir(cfg))  # cached by sources: no recompilation
+    child = dataflow_model(model)
+    acc = accel.load(rtl_dir(cfg))  # as the rtl step stitched and compiled it
     inputs = cfg.inputs
     images = inputs.images if inputs is not None and len(inputs.images) else None
     if images is None:  # no verification images: seeded random frames, for timing only
@@ -92,7 +98,7 @@ def step_rtlsim(model: Any, cfg: steps.BuildConfig) -> Any:
     limit = 4 * (lat + len(frames) * est) + 100_000 if est and lat else None  # a deadlock guard
     got, timing = accel.simulate(acc, frames, max_cycles=limit)
     ref = accel.finn_outputs(child, frames)
-    result = accel.compare(got, ref)
+    result = compare(got, ref)
     np.savez_compressed(rtl_dir(cfg) / "expected.npz", frames=frames.astype(np.int64),
                         outputs=ref)  # the deployment package's self-test
     result["seconds"] = round(time.time() - t0, 1)
@@ -123,11 +129,9 @@ def step_rtlsim(model: Any, cfg: steps.BuildConfig) -> Any:
     return model
 
 
-def step_resources(model: Any, cfg: steps.BuildConfig) -> Any:
+def step_resources(model: Any, cfg: BuildConfig) -> Any:
     """Yosys synthesis estimate of the stitched top (and of each unit with ``--per-node``)."""
-    from hw import stitch, yosys
-
-    child = steps.dataflow_model(model)
+    child = dataflow_model(model)
     d = rtl_dir(cfg)
     if not (d / "accel.f").is_file():
         raise BuildError(f"{d / 'accel.f'} is missing: run the rtl step first")
@@ -164,13 +168,10 @@ def step_resources(model: Any, cfg: steps.BuildConfig) -> Any:
     return model
 
 
-def step_deploy(model: Any, cfg: steps.BuildConfig) -> Any:
+def step_deploy(model: Any, cfg: BuildConfig) -> Any:
     """The deployment package (the bitfile is added after the Vivado steps, when they run)."""
-    from build_flows import vivado
-    from build_flows.deploy import package
-
     reason = vivado.missing() or "the Vivado steps have not run yet"
-    out = package.write(model, steps.dataflow_model(model), cfg, rtl_dir(cfg), reason)
+    out = package.write(model, dataflow_model(model), cfg, rtl_dir(cfg), reason)
     cfg.hw["deploy"] = {"directory": str(out), "bitfile": None, "reason": reason}
     return model
 

@@ -24,6 +24,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from build_flows.pipeline.graph import dataflow_model
+
 log = logging.getLogger(__name__)
 
 FINN_PLUS_VERSION = "1.6.1"
@@ -75,8 +77,6 @@ def finish(model: Any, cfg: Any, out: Path) -> dict[str, Any]:
     if reason is not None:
         log.info("stopping after the open steps: %s", reason)
         return {"path": None, "reason": reason}
-    from build_flows.steps import dataflow_model
-
     steps = import_builder_steps()
     fcfg = finn_config(cfg, out)
     Path(fcfg.output_dir).mkdir(parents=True, exist_ok=True)

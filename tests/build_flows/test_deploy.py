@@ -256,7 +256,7 @@ def test_buffers_hold_the_rtl_stream_encoding(idt, ipb, ibits, odt, opb, obits) 
     packed buffers, read and written as the IODMA does, carry exactly the beats of our RTL's
     stream encoding (``hw.units.beats_of``: element 0 in the low bits, two's complement, bipolar
     as bits)."""
-    from build_flows.accel import decode, dtype_elem, encode
+    from build_flows.backend.elem import decode, dtype_elem, encode
     from build_flows.deploy.driver import _datatype
     from hw import units
 

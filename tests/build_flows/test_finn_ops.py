@@ -46,7 +46,7 @@ def node_by_node(model, frames: int, seed: int = 0) -> tuple[dict[str, int], str
 
 
 def swapped(tmp_path: Path, model: Path, config: str):
-    from build_flows import finn_ops
+    from build_flows.backend import ops as finn_ops
     from finn.transformation.fpgadataflow.prepare_ip import PrepareIP
     from finn.transformation.fpgadataflow.prepare_rtlsim import PrepareRTLSim
     from finn.transformation.fpgadataflow.set_exec_mode import SetExecMode
@@ -63,7 +63,7 @@ def swapped(tmp_path: Path, model: Path, config: str):
 
 
 def test_tfc_through_finn_passes(tmp_path: Path, build_models) -> None:
-    from build_flows import finn_ops
+    from build_flows.backend import ops as finn_ops
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.custom_op.registry import getCustomOp
 
@@ -79,7 +79,7 @@ def test_tfc_through_finn_passes(tmp_path: Path, build_models) -> None:
     # a saved graph with our ops loads and resolves them again
     sw.save(str(tmp_path / "swapped.onnx"))
     again = ModelWrapper(str(tmp_path / "swapped.onnx"))
-    assert isinstance(getCustomOp(again.graph.node[1]), finn_ops.MVAU_bnn)
+    assert isinstance(getCustomOp(again.graph.node[1]), finn_ops.OPS["MVAU"])
 
     # what Vivado IP Integrator gets: existing files, one module per node, FINN's interfaces
     for node in sw.graph.node:
@@ -128,7 +128,7 @@ def test_cnv_through_finn_passes(tmp_path: Path, build_models) -> None:
 
 def test_unsupported_node_is_named(tmp_path: Path, build_models) -> None:
     """A node our RTL cannot take gets an error naming it (here: an MVAU with 2-bit weights)."""
-    from build_flows import finn_ops
+    from build_flows.backend import ops as finn_ops
     from build_flows.checks import BuildError
     from qonnx.custom_op.registry import getCustomOp
 

@@ -29,7 +29,7 @@ def folded(tmp_path: Path, model: Path, config: str):
 @pytest.mark.parametrize("method", ["bnn", "si_bnn", "bnn_plus"])
 def test_tfc_matrix_layers_match_finn(tmp_path: Path, build_models, method: str) -> None:
     """bnn/bnn_plus: four XNOR layers; si_bnn: {0,1} activations, so integer-input layers."""
-    from build_flows import rtl
+    from build_flows.backend import nodesim as rtl
 
     df = folded(tmp_path, build_models["tfc", method], "tfc_w1a1.json")
     nodes = df.get_nodes_by_op_type("MVAU_hls")
@@ -49,7 +49,7 @@ def test_tfc_matrix_layers_match_finn(tmp_path: Path, build_models, method: str)
 @pytest.mark.slow
 def test_cnv_matrix_layers_match_finn(tmp_path: Path, build_models) -> None:
     """The 8-bit first layer and the eight XNOR layers of CNV."""
-    from build_flows import rtl
+    from build_flows.backend import nodesim as rtl
 
     df = folded(tmp_path, build_models["cnv", "bnn"], "cnv_w1a1_1ch.json")
     nodes = df.get_nodes_by_op_type("MVAU_hls")
@@ -68,7 +68,7 @@ def test_every_other_node_type_matches_finn(tmp_path: Path, build_models, net: s
     """Thresholding and label select (TFC); the 8-bit input quantizer, sliding windows (standard
     and depthwise), max pooling and label select (CNV): our unit against FINN's execution of the
     node on random frames, with back-pressure."""
-    from build_flows import rtl
+    from build_flows.backend import nodesim as rtl
 
     config = "tfc_w1a1.json" if net == "tfc" else "cnv_w1a1_1ch.json"
     df = folded(tmp_path, build_models[net, "bnn"], config)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from build_flows import vivado
+from build_flows.pipeline import vivado
 from build_flows.boards import BOARDS, get_board
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.finn
 def test_finn_plus_version_is_the_pinned_one() -> None:
     assert importlib.metadata.version("finn-plus") == vivado.FINN_PLUS_VERSION, (
-        "finn-plus changed: re-check build_flows/vivado.py's assumptions, then update the pin")
+        "finn-plus changed: re-check build_flows/pipeline/vivado.py's assumptions, then update the pin")
 
 
 @pytest.mark.finn

@@ -1,0 +1,228 @@
+"""The one table from FINN's hardware layers to our units: :data:`NODE_TYPES`.
+
+Each entry says, for one FINN hardware layer (generic, ``_hls``/``_rtl`` or our ``_bnn``):
+
+* ``layer``: FINN's layer class, whose attributes, shapes, stream widths, estimates and Python
+  execution our FINN op (:mod:`build_flows.backend.ops`) inherits;
+* ``unit``: ``(model, node, elem_in) -> (Unit, elem_out)``, the :class:`hw.units.Unit` (module,
+  parameters, memory contents) for the node fed with ``elem_in`` elements, and the encoding of
+  its output elements (:mod:`build_flows.backend.elem`). The encoding is derived from the
+  producer, not from FINN's annotation: FINN may call an XNOR popcount INT7 while our unit sends
+  it as 7 unsigned bits;
+* ``stream_order``: where the unit streams a tensor in another order than FINN's (k, c), the
+  ``(KK, fold)`` reorderings on its input and output side (the encoder/decoder's part that is
+  specific to the node);
+* ``raw_range``: for outputs that are raw accumulators, the values they reach, so that the swap
+  can widen FINN's datatype annotation where it is too narrow;
+* ``port_offset``: a constant the node's FINN-interface wrapper adds to each output element
+  (FINN's ``ActVal`` where the unit leaves it out);
+* ``swap_attrs``: FINN attributes our op sets when it is swapped in;
+* ``op_methods``: overrides of FINN's layer methods on our op.
+
+Adding a node type, as qonnx's guide does for transformations:
+
+1. the RTL, ``hw/rtl/<module>.sv`` (one module per file, ports ``clk, rst_n, in_t*, out_t*``),
+   listed in ``hw/filelists/units.f``;
+2. its constructor and numpy model in ``hw/units.py``, tested against each other in
+   ``tests/hw/test_units.py`` over several parameter sets under back-pressure;
+3. one :class:`NodeType` entry below (its ``unit`` function beside it);
+4. a node-level rtlsim test on a graph holding it (``tests/build_flows/test_rtl.py``).
+
+The FINN op ``<Op>_bnn``, the :class:`~build_flows.backend.ops.UseBnnRTL` swap, node rtlsim
+(:mod:`build_flows.backend.nodesim`) and the stitched accelerator
+(:mod:`build_flows.backend.accel`) all read this table; nothing else changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from build_flows import finn_env
+from build_flows.backend.elem import Elem
+from build_flows.backend.matrix import matrix_unit
+from build_flows.checks import BuildError
+from hw import units
+
+finn_env.prepare()
+
+from finn.custom_op.fpgadataflow.convolutioninputgenerator import \
+    ConvolutionInputGenerator  # noqa: E402
+from finn.custom_op.fpgadataflow.fmpadding import FMPadding  # noqa: E402
+from finn.custom_op.fpgadataflow.labelselect import LabelSelect  # noqa: E402
+from finn.custom_op.fpgadataflow.matrixvectoractivation import MVAU  # noqa: E402
+from finn.custom_op.fpgadataflow.pool import Pool  # noqa: E402
+from finn.custom_op.fpgadataflow.thresholding import Thresholding  # noqa: E402
+from qonnx.core.datatype import DataType  # noqa: E402
+from qonnx.custom_op.registry import getCustomOp  # noqa: E402
+
+Reorder = tuple[int, int]  # (KK, fold) of a (k, c) <-> (cf, k, fold) reordering
+UnitFn = Callable[[Any, Any, Elem], tuple[units.Unit, Elem]]
+
+
+def natural_order(unit: units.Unit) -> tuple[Reorder | None, Reorder | None]:
+    """The unit streams tensors in FINN's order on both sides."""
+    return None, None
+
+
+@dataclass(frozen=True)
+class NodeType:
+    """How one FINN hardware layer maps to our RTL (see the module docstring)."""
+
+    layer: type
+    unit: UnitFn
+    stream_order: Callable[[units.Unit], tuple[Reorder | None, Reorder | None]] = natural_order
+    raw_range: Callable[[Any, Any], tuple[int, int] | None] | None = None
+    port_offset: Callable[[Any, Any], int] | None = None
+    swap_attrs: dict[str, Any] = field(default_factory=dict)
+    op_methods: dict[str, Callable[..., Any]] = field(default_factory=dict)
+
+
+def _attr(inst: Any, name: str) -> Any:
+    return inst.get_nodeattr(name)
+
+
+def mvau_unit(model: Any, node: Any, elem_in: Elem) -> tuple[units.Unit, Elem]:
+    """MVAU with binary weights -> ``mvtu`` (:mod:`build_flows.backend.matrix`): 1-bit outputs
+    with thresholds, else raw accumulators (unsigned popcounts in XNOR mode)."""
+    mu = matrix_unit(model, node)
+    p = mu.params
+    out = Elem(1) if p["ACTIVATION"] else Elem(p["ACC_W"], not p["XNOR"])
+    return mu.unit(), out
+
+
+def mvau_raw_range(model: Any, node: Any) -> tuple[int, int] | None:
+    """Raw accumulators of an MVAU without activation reach [0, MW] or [-MW m, MW m]."""
+    if getCustomOp(node).get_nodeattr("noActivation") != 1:
+        return None
+    return matrix_unit(model, node).acc_range()
+
+
+def mvau_port_offset(inst: Any, odt: Any) -> int:
+    """Thresholded (non-bipolar) outputs get FINN's ActVal in the wrapper: FINN = unit + ActVal."""
+    if inst.get_nodeattr("noActivation") == 0 and odt.name != "BIPOLAR":
+        return int(inst.get_nodeattr("ActVal"))
+    return 0
+
+
+def thresholding_unit(model: Any, node: Any, elem_in: Elem) -> tuple[units.Unit, Elem]:
+    """Thresholding -> ``thresholding``: output = #{t : x >= t} + ActVal (bipolar outputs count
+    0/1 and travel as bits)."""
+    inst = getCustomOp(node)
+    idt = DataType[_attr(inst, "inputDataType")]
+    odt = DataType[_attr(inst, "outputDataType")]
+    c = _attr(inst, "NumChannels")
+    t = np.asarray(model.get_initializer(node.input[1]))
+    t = np.broadcast_to(t, (c, t.shape[-1]))
+    if not np.array_equal(t, np.ceil(t)):
+        raise BuildError(f"node {node.name}: non-integer thresholds on integer inputs; run "
+                         "round_thresholds first")
+    act = int(_attr(inst, "ActVal"))
+    if odt.name == "BIPOLAR":  # -1/+1 travel as bits: count 0/1
+        bias, out = 0, Elem(1, False, True)
+    else:
+        bias, out = act, Elem(odt.bitwidth(), odt.signed())
+    return units.thresholding(node.name, t.astype(np.int64), _attr(inst, "PE"), idt.bitwidth(),
+                              idt.signed(), out.width, bias), out
+
+
+def swg_unit(model: Any, node: Any, elem_in: Elem) -> tuple[units.Unit, Elem]:
+    """ConvolutionInputGenerator (standard or depthwise, no dilation) -> ``swg``."""
+    inst = getCustomOp(node)
+    if list(_attr(inst, "Dilation")) != [1, 1]:
+        raise BuildError(f"node {node.name}: dilation {_attr(inst, 'Dilation')} is not supported "
+                         "by our sliding-window unit")
+    ifm, k, s = (tuple(_attr(inst, a)) for a in ("IFMDim", "ConvKernelDim", "Stride"))
+    style = _attr(inst, "ram_style") if "ram_style" in [a.name for a in node.attribute] \
+        else "auto"
+    return units.swg(node.name, ifm, _attr(inst, "IFMChannels"), _attr(inst, "SIMD"), k, s,
+                     elem_in.width, bool(_attr(inst, "depthwise")), style), elem_in
+
+
+def swg_order(unit: units.Unit) -> tuple[Reorder | None, Reorder | None]:
+    """Depthwise windows leave channel-fold first, as the pooling unit takes them."""
+    p = unit.params
+    return (None, (p["K_H"] * p["K_W"], p["SIMD"])) if p["DEPTHWISE"] else (None, None)
+
+
+def fmpadding_unit(model: Any, node: Any, elem_in: Elem) -> tuple[units.Unit, Elem]:
+    """FMPadding -> ``fmpadding`` (bit 0 of the stream: 0, or -1 for bipolar elements)."""
+    inst = getCustomOp(node)
+    return units.fmpadding(node.name, tuple(_attr(inst, "ImgDim")), _attr(inst, "NumChannels"),
+                           _attr(inst, "SIMD"), elem_in.width,
+                           tuple(_attr(inst, "Padding"))), elem_in
+
+
+def pool_unit(model: Any, node: Any, elem_in: Elem) -> tuple[units.Unit, Elem]:
+    """Pool (MaxPool over windows from a depthwise sliding window) -> ``pool``."""
+    inst = getCustomOp(node)
+    if _attr(inst, "Function") != "MaxPool":
+        raise BuildError(f"node {node.name}: Pool function {_attr(inst, 'Function')}; our pool "
+                         "unit does MaxPool")
+    kk = int(np.prod(_attr(inst, "KernelSize")))
+    return units.pool(node.name, _attr(inst, "Channels"), _attr(inst, "PE"), kk, elem_in.width,
+                      elem_in.signed), elem_in
+
+
+def pool_order(unit: units.Unit) -> tuple[Reorder | None, Reorder | None]:
+    """Pooling takes its windows channel-fold first, as the depthwise sliding window emits them."""
+    return (unit.params["KK"], unit.params["PE"]), None
+
+
+def label_select_unit(model: Any, node: Any, elem_in: Elem) -> tuple[units.Unit, Elem]:
+    """LabelSelect (top-1) -> ``label_select``: the index of the first maximum."""
+    inst = getCustomOp(node)
+    if _attr(inst, "K") != 1:
+        raise BuildError(f"node {node.name}: top-{_attr(inst, 'K')}; our label select gives top-1")
+    odt = DataType[_attr(inst, "outputDataType")]
+    return units.label_select(node.name, _attr(inst, "Labels"), _attr(inst, "PE"), elem_in.width,
+                              elem_in.signed, odt.bitwidth()), Elem(odt.bitwidth())
+
+
+#: FINN hardware layer -> our RTL. The only place a node type is added.
+NODE_TYPES: dict[str, NodeType] = {
+    "MVAU": NodeType(MVAU, mvau_unit, raw_range=mvau_raw_range, port_offset=mvau_port_offset,
+                     swap_attrs={"mem_mode": "internal_embedded"}),  # memories inside the unit
+    "Thresholding": NodeType(Thresholding, thresholding_unit),
+    "FMPadding": NodeType(FMPadding, fmpadding_unit),
+    "ConvolutionInputGenerator": NodeType(
+        ConvolutionInputGenerator, swg_unit, swg_order,
+        op_methods={"use_parallel_window_output": lambda self: False}),  # one SIMD group a beat
+    "Pool": NodeType(Pool, pool_unit, pool_order),
+    "LabelSelect": NodeType(LabelSelect, label_select_unit),
+}
+
+#: the suffixes of FINN's specializations and of our ops
+SUFFIXES = ("_hls", "_rtl", "_bnn")
+
+
+def base_op(node: Any) -> str | None:
+    """The FINN hardware layer of a dataflow node we have RTL for, else None."""
+    if not node.domain.startswith("finn.custom_op.fpgadataflow"):
+        return None
+    op = node.op_type
+    for suffix in SUFFIXES:
+        op = op.removesuffix(suffix)
+    return op if op in NODE_TYPES else None
+
+
+def node_type(node: Any) -> NodeType:
+    """The table entry for ``node``, or BuildError naming the node."""
+    op = base_op(node)
+    if op is None:
+        raise BuildError(f"node {node.name} ({node.op_type}): no bnnforge RTL for this node type")
+    return NODE_TYPES[op]
+
+
+def node_unit(model: Any, node: Any, elem_in: Elem) -> tuple[units.Unit, Elem]:
+    """The unit for one dataflow node fed with ``elem_in`` elements; its output encoding."""
+    return node_type(node).unit(model, node, elem_in)
+
+
+def stream_reorders(node: Any, unit: units.Unit) -> tuple[Reorder | None, Reorder | None]:
+    """(KK, fold) of the (k, c) -> (cf, k, fold) reordering between FINN's tensor and the unit's
+    stream, on the input side and on the output side (None: same order)."""
+    return node_type(node).stream_order(unit)
