@@ -13,8 +13,9 @@ TORCH_SPEC="torch==2.13.0"
 FINN_PLUS="finn-plus==1.6.1"
 # the board-side driver of finn-plus: its packing runs in our driver on the board and in simulation
 FINN_DRIVER="finn-plus-driver==1.6.1"
-# Debian packages: the Fashion-MNIST data set, Yosys, and a C++ toolchain for Verilator models.
-APT_PACKAGES="dataset-fashion-mnist yosys g++ make"
+# Debian packages: the Fashion-MNIST data set, Yosys, a C++ toolchain for Verilator models, and
+# ccache, through which Verilator compiles its run-time library once instead of once per build.
+APT_PACKAGES="dataset-fashion-mnist yosys g++ make ccache"
 
 STAMP="$VENV/.bnnforge-setup"
 want=$(cat requirements/lock.txt scripts/setup.sh pyproject.toml | sha256sum | cut -d' ' -f1)
