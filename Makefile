@@ -6,6 +6,10 @@ DEMO_OUT ?= runs/demo_tfc_bnn
 DEMO_EPOCHS ?= 5
 # Markers that need hardware or tools this kind of machine lacks skip themselves with the tool named.
 PYTEST_ARGS ?=
+# pytest-xdist workers (one per core, at most 4); each test file runs on one worker, so the
+# session fixtures a file shares are made once per worker. PYTEST_WORKERS=0 runs in-process.
+PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 BENCH_ARGS ?= --dataset fashion-mnist --nets tfc,cnv --epochs tfc=10,cnv=1
 
@@ -24,10 +28,10 @@ demo: setup
 	    --out $(DEMO_OUT)/build/deploy/validate.json
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-quick: setup
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 # trains every binarization method on the same budget; writes results/methods_<dataset>.*
 benchmark: setup

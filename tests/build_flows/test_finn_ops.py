@@ -140,3 +140,20 @@ def test_unsupported_node_is_named(tmp_path: Path, build_models) -> None:
     df.set_initializer(node.input[1], w)
     with pytest.raises((BuildError, ValueError), match=node.name):
         finn_ops.generate(df, tmp_path / "nodes", PART, 10.0)
+
+
+def test_ops_are_made_from_the_node_type_table() -> None:
+    """One entry in backend.mapping.NODE_TYPES gives the op class (FINN's layer behind our RTL
+    backend, with the entry's overrides), its registration in FINN's RTL domain, and the swap."""
+    from build_flows.backend import mapping, ops
+    from finn.custom_op.fpgadataflow import rtl as finn_rtl
+    from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend
+
+    assert set(ops.OPS) == set(mapping.NODE_TYPES)
+    for op, nt in mapping.NODE_TYPES.items():
+        cls = ops.OPS[op]
+        assert cls.__name__ == op + "_bnn" and issubclass(cls, (ops.BnnRTL))
+        assert issubclass(cls, nt.layer) and issubclass(cls, RTLBackend)
+        assert finn_rtl.custom_op[cls.__name__] is cls
+        for name in nt.op_methods:
+            assert getattr(cls, name) is nt.op_methods[name]
