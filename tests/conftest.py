@@ -11,6 +11,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Under pytest-xdist, each worker's torch/OpenMP (and the subprocesses it starts) get their share
+# of the cores instead of one thread per core each: two workers on 2 cores with 2 threads apiece
+# made the training test 4 times slower. An explicit OMP_NUM_THREADS wins.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
+
 
 def _have_finn() -> bool:
     return importlib.util.find_spec("finn") is not None

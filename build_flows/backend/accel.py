@@ -91,13 +91,19 @@ def build(model: Any, directory: Path, fifo_depth: int = 2) -> Accelerator:
     return acc
 
 
-def load(directory: Path) -> Accelerator:
-    """The accelerator :func:`build` wrote to ``directory``, compiled (Verilator's cache makes
-    this instant when the same sources were compiled before); nothing is stitched again."""
+def read_meta(directory: Path) -> dict[str, Any]:
+    """``accel.json`` of the accelerator :func:`build` stitched in ``directory``: element
+    encodings, beat widths, elements per frame, unit and stage counts."""
     path = directory / META
     if not path.is_file():
         raise BuildError(f"{path} is missing: run the rtl step first")
-    meta = json.loads(path.read_text())
+    return json.loads(path.read_text())
+
+
+def load(directory: Path) -> Accelerator:
+    """The accelerator :func:`build` wrote to ``directory``, compiled (Verilator's cache makes
+    this instant when the same sources were compiled before); nothing is stitched again."""
+    meta = read_meta(directory)
     sources = [Path(s) for s in (directory / "accel.f").read_text().split()]
     t0 = time.time()
     sim = verilator.build("accel", sources)  # cached by sources and parameters

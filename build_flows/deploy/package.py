@@ -29,7 +29,7 @@ import numpy as np
 
 from build_flows import checks
 from build_flows.backend import accel
-from build_flows.backend.elem import dtype_elem
+from build_flows.backend.elem import Elem, dtype_elem
 from build_flows.checks import BuildError
 
 log = logging.getLogger(__name__)
@@ -73,14 +73,16 @@ def driver_information(child: Any, fclk_mhz: float) -> dict[str, Any]:
             "runtime_weights": False, "platform": "zynq-iodma", "fclk_mhz": fclk_mhz}
 
 
-def check_streams(child: Any, io: dict[str, Any]) -> None:
-    """Our accelerator must read and write exactly the beats the buffers hold: elements per beat
-    = the folded innermost dimension, input elements of the input datatype's width."""
-    units, elem_in, elem_out = accel.graph_units(child)
+def check_streams(rtl_dir: Path, child: Any, io: dict[str, Any]) -> None:
+    """The accelerator the rtl step stitched in ``rtl_dir`` must read and write exactly the beats
+    the buffers hold: elements per beat = the folded innermost dimension, input elements of the
+    input datatype's width."""
+    meta = accel.read_meta(Path(rtl_dir))
+    elem_in, elem_out = Elem(**meta["elem_in"]), Elem(**meta["elem_out"])
     idt = child.get_tensor_datatype(child.graph.input[0].name)
     for side, per_beat, folded in (
-            ("input", units[0].in_width // elem_in.width, io["ishape_folded"][0]),
-            ("output", units[-1].out_width // elem_out.width, io["oshape_folded"][0])):
+            ("input", meta["in_width"] // elem_in.width, io["ishape_folded"][0]),
+            ("output", meta["out_width"] // elem_out.width, io["oshape_folded"][0])):
         if per_beat != folded[-1]:
             raise BuildError(f"the accelerator's {side} stream carries {per_beat} elements per "
                              f"beat, the driver's {side} buffer {folded[-1]}")
@@ -133,7 +135,7 @@ def write(parent: Any, child: Any, cfg: Any, rtl_dir: Path, bitfile_reason: str 
     out = cfg.out / "deploy"
     (out / "driver").mkdir(parents=True, exist_ok=True)
     info = driver_information(child, 1e3 / cfg.clock_ns)
-    check_streams(child, info["io_shape_dict"])
+    check_streams(rtl_dir, child, info["io_shape_dict"])
     pre, post = host_nodes(parent)
     meta = checks.metadata(parent)
     classes = meta.get("bnnforge.classes")
