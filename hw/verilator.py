@@ -10,7 +10,7 @@ serves any weights of the same shape.
 The cache (``$BNNFORGE_HW_CACHE``, default ``<tmp>/bnnforge_verilator``) keeps only each
 build's executable (well under 1 MB; Verilator's object directory, 2-180 MB, is deleted once the
 build succeeds), and is pruned to ``$BNNFORGE_HW_CACHE_MB`` (default 1024) by dropping the
-least recently used executables. When ``ccache`` is installed, the C++ compiles go through it
+least recently used executables; folders an interrupted build left go after an hour. When ``ccache`` is installed, the C++ compiles go through it
 (``<cache>/ccache``, bounded to 512 MB unless ``CCACHE_DIR``/``CCACHE_MAXSIZE`` say otherwise):
 Verilator's run-time library, about 80 % of a small unit's 10 s build, is then compiled once.
 ``BNNFORGE_CCACHE=0`` turns that off.
@@ -27,6 +27,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,17 +93,28 @@ def _ccache(cache: Path) -> dict[str, str] | None:
             "CCACHE_MAXSIZE": os.environ.get("CCACHE_MAXSIZE", "512M")}
 
 
+#: a build directory without an executable this old was left by an interrupted build
+STALE_SECONDS = 3600.0
+
+
 def prune(cache: Path, limit_mb: float = CACHE_LIMIT_MB) -> list[Path]:
-    """Drop the least recently used builds until ``cache`` holds at most ``limit_mb`` MB of them
-    (ccache bounds its own directory); returns the dropped build directories."""
-    entries = []
+    """Drop directories of interrupted builds (no executable, untouched for
+    :data:`STALE_SECONDS`), then the least recently used builds until ``cache`` holds at most
+    ``limit_mb`` MB of them (ccache bounds its own directory); returns the dropped directories."""
+    entries, dropped = [], []
+    now = time.time()
     for d in cache.iterdir() if cache.is_dir() else []:
         exe = d / "sim"
-        if d.name != "ccache" and exe.is_file():
-            size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
-            entries.append((exe.stat().st_mtime, size, d))
+        if d.name == "ccache" or not d.is_dir():
+            continue
+        if not exe.is_file():
+            if now - d.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(d, ignore_errors=True)
+                dropped.append(d)
+            continue
+        size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+        entries.append((exe.stat().st_mtime, size, d))
     total = sum(size for _, size, _ in entries)
-    dropped = []
     for _, size, d in sorted(entries, key=lambda e: e[0]):
         if total <= limit_mb * 2**20:
             break
@@ -110,8 +122,8 @@ def prune(cache: Path, limit_mb: float = CACHE_LIMIT_MB) -> list[Path]:
         total -= size
         dropped.append(d)
     if dropped:
-        log.info("verilator cache: dropped %d least recently used builds (limit %.0f MB)",
-                 len(dropped), limit_mb)
+        log.info("verilator cache: dropped %d builds (interrupted, or least recently used "
+                 "beyond %.0f MB)", len(dropped), limit_mb)
     return dropped
 
 
@@ -152,10 +164,12 @@ def build(top: str, sources: list[Path], params: dict[str, object] | None = None
     shutil.rmtree(tmp / "obj", ignore_errors=True)  # the executable is all a run needs
     try:
         tmp.rename(root)
-    except OSError:  # another process built the same key meanwhile: use its build
-        shutil.rmtree(tmp, ignore_errors=True)
+    except OSError:  # root exists: another process's build of this key, or a broken leftover
         if not exe.is_file():
-            raise
+            shutil.rmtree(root, ignore_errors=True)
+            tmp.rename(root)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     prune(cache)
     return Sim(exe, top)
 
