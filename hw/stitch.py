@@ -3,7 +3,8 @@
 :func:`chain` puts a FIFO between every pair of units (in_tready and out_tvalid
 of a FIFO are registers, so no combinational path crosses a unit boundary) and a data-width
 converter wherever the producer's beat differs from the consumer's, as FINN's InsertDWC and
-InsertFIFO do. :func:`write` emits ``<top>.sv`` and every unit's memory files into one directory;
+InsertFIFO do, with the FIFO on the converter's wide side.
+:func:`write` emits ``<top>.sv`` and every unit's memory files into one directory;
 the module reads its memories (``$readmemh``) from the directory it runs in, which is how
 Verilator runs it and how the Vivado flow packages it. :func:`filelist` names the sources in
 compile order.
@@ -19,28 +20,62 @@ from hw import units
 log = logging.getLogger(__name__)
 
 
-def fifo_depth_for(prev: units.Unit, unit: units.Unit, minimum: int) -> int:
-    """Depth of the FIFO in front of ``unit``: a matrix unit reads its input vector only while
-    computing its first row group, so the FIFO holds one whole vector (in the producer's beats)
-    plus one beat, letting the producer run ahead by a vector; otherwise ``minimum``."""
-    if unit.module == "mvtu" and unit.params["MH"] > unit.params["PE"]:
-        bits = unit.params["MW"] * unit.params["IN_W"]
-        return max(minimum, -(-bits // prev.out_width) + 1)
-    return minimum
+def lead_bits(unit: units.Unit) -> int:
+    """Bits a producer must be able to write ahead of ``unit`` so that the unit's bursts of
+    reading never wait on it.
+
+    - A matrix unit with NF > 1 row groups reads its whole input vector (MW x IN_W bits) during
+      the first group's SF cycles and nothing during the other (NF - 1) x SF: one vector.
+    - A sliding-window generator, at the end of a frame, still holds the last K_H rows it emits
+      windows from, so its own buffer cannot take much of the next frame; before it can emit
+      the next frame's first window it needs (K_H - 1) rows plus K_W pixels of it. Buffered in
+      front of it, that prefix enters at one beat per cycle instead of at the producer's rate.
+    - Other units read at a steady rate: nothing.
+    """
+    p = unit.params
+    if unit.module == "mvtu" and p["MH"] > p["PE"]:
+        return p["MW"] * p["IN_W"]
+    if unit.module == "swg":
+        return ((p["K_H"] - 1) * p["IFM_W"] + p["K_W"]) * p["C"] * p["ELEM_W"]
+    return 0
 
 
-def chain(nodes: list[units.Unit], fifo_depth: int = 2) -> list[units.Unit]:
-    """``nodes`` with FIFOs (at least ``fifo_depth`` deep, see :func:`fifo_depth_for`) and width
-    converters between consecutive ones."""
+def fifo_depth_for(width: int, unit: units.Unit, minimum: int) -> int:
+    """Depth of the ``width``-bit FIFO in front of ``unit``: :func:`lead_bits` of it in beats,
+    plus one, or ``minimum`` if that is more."""
+    lead = lead_bits(unit)
+    return max(minimum, -(-lead // width) + 1) if lead else minimum
+
+
+def chain(nodes: list[units.Unit], fifo_depth: int = 2,
+          depths: dict[str, int] | None = None) -> list[units.Unit]:
+    """``nodes`` with FIFOs and width converters between consecutive ones: ``fifo_<unit>`` and
+    ``dwc_<unit>`` in front of each unit but the first. A FIFO is ``depths[name]`` deep where
+    given (hw.fifosize sizes them by simulation), else at least ``fifo_depth`` (see
+    :func:`fifo_depth_for`).
+
+    Each FIFO sits on the wide side of its converter: after it where the consumer's beat is
+    wider, before it otherwise. A FIFO on the narrow side of an upsizing converter would be
+    drained at the producer's width, one consumer beat per ``in_width / out_width`` cycles, so a
+    consumer that reads in bursts (a matrix unit reads its whole vector during its first row
+    group) could never catch up on what was buffered while it computed: Brevitas' LFC-W1A1 folded
+    by FINN's SetFolding (a 1-bit thresholding stream into a 28-lane matrix unit) ran at 1,176
+    cycles per frame instead of its bottleneck's 784 that way. On the wide side both the producer
+    and the consumer move one beat of their own per cycle through the converter.
+    """
     if not nodes:
         raise ValueError("nothing to stitch: no units")
+    depths = depths or {}
     out: list[units.Unit] = []
     for i, u in enumerate(nodes):
         if i:
-            prev = out[-1]
-            out.append(units.fifo(f"fifo_{i}", prev.out_width, fifo_depth_for(prev, u, fifo_depth)))
-            if prev.out_width != u.in_width:
-                out.append(units.dwc(f"dwc_{i}", prev.out_width, u.in_width))
+            w_in, w_out = out[-1].out_width, u.in_width
+            conv = [units.dwc(f"dwc_{u.name}", w_in, w_out)] if w_in != w_out else []
+            width = max(w_in, w_out)
+            name = f"fifo_{u.name}"
+            depth = depths.get(name) or fifo_depth_for(width, u, fifo_depth)
+            buf = [units.fifo(name, width, depth)]
+            out += conv + buf if w_out > w_in else buf + conv
         out.append(u)
     return out
 
@@ -76,17 +111,18 @@ def top_source(top: str, stages: list[units.Unit], files: dict[str, dict[str, st
     return "\n".join(lines) + "\n"
 
 
-def write(nodes: list[units.Unit], directory: Path, top: str = "accel",
-          fifo_depth: int = 2) -> tuple[Path, list[units.Unit]]:
+def write(nodes: list[units.Unit], directory: Path, top: str = "accel", fifo_depth: int = 2,
+          depths: dict[str, int] | None = None) -> tuple[Path, list[units.Unit]]:
     """Write ``<top>.sv`` and the memory files of ``nodes`` (chained) to ``directory``.
 
-    Returns the top's path and the stages (units, FIFOs and converters in stream order).
+    Returns the top's path and the stages (units, FIFOs and converters in stream order);
+    ``depths`` as in :func:`chain`.
     """
     names = [u.name for u in nodes]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise ValueError(f"unit names must be unique; repeated: {sorted(dup)}")
-    stages = chain(nodes, fifo_depth)
+    stages = chain(nodes, fifo_depth, depths)
     directory.mkdir(parents=True, exist_ok=True)
     files = {s.name: s.write_memories(directory, prefix=f"{s.name}_") for s in stages}
     path = directory / f"{top}.sv"
