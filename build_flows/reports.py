@@ -94,6 +94,15 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
                   f"{perf.get('estimated_latency_cycles') or ''} |",
                   f"| FPS at {perf['fclk_mhz']:.0f} MHz | {perf['fps']:,.0f} | "
                   f"{perf['estimated_fps'] or 0:,.0f} |"]
+    sizing = (report.get("rtl") or {}).get("fifo_sizing")
+    if sizing:
+        lines += ["", f"FIFOs sized by Verilator simulation: {sizing['bits']:,} bits in all; "
+                  f"{sizing['cycles_per_frame']:,.0f} cycles per frame at full flow, "
+                  f"{100 * sizing['efficiency']:.1f} % of the bottleneck {sizing['bottleneck']}'s "
+                  f"{sizing['ideal_cycles']:,}" + "".join(f"; {n}" for n in sizing["notes"]) + ".",
+                  "", "| FIFO | width | depth | bits | peak | pinned |", "|---|---|---|---|---|---|"]
+        lines += [f"| {f['name']} | {f['width']} | {f['depth']:,} | {f['bits']:,} | "
+                  f"{f['peak']} | {'yes' if f['pinned'] else ''} |" for f in sizing["fifos"]]
     if res:
         fe = res.get("finn_estimate") or {}
         lines += ["", f"Resources: {res['tool']}.", "",

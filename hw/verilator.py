@@ -174,14 +174,35 @@ def build(top: str, sources: list[Path], params: dict[str, object] | None = None
     return Sim(exe, top)
 
 
-def run(sim: Sim, beats: list[int], n_out: int, workdir: Path, seed: int = 0,
-        p_valid: float = 1.0, p_ready: float = 1.0,
-        max_cycles: int | None = None) -> tuple[list[int], int, list[int]]:
-    """Simulate: feed ``beats``, collect ``n_out`` output beats.
+class Stalled(SimError):
+    """A simulation stopped making progress (a deadlock); ``trace`` holds the FIFOs' state."""
 
-    Returns (output beats, cycles from reset release to the last output, cycle of each output).
-    ``workdir`` holds the memory files the RTL reads.
-    """
+    def __init__(self, message: str, trace: "Trace") -> None:
+        super().__init__(message)
+        self.trace = trace
+
+
+@dataclass
+class Trace:
+    """What one simulation run saw: the output beats, the cycle of the last one (from reset
+    release), each output's cycle, every FIFO's ``(peak, count at the end, depth)`` keyed by
+    instance name (``hw/rtl/fifo.sv`` reports them), and the cycle of the last handshake when
+    the run stalled (else None)."""
+
+    beats: list[int]
+    cycles: int
+    stamps: list[int]
+    fifos: dict[str, tuple[int, int, int]]
+    stalled: int | None = None
+
+
+def trace(sim: Sim, beats: list[int], n_out: int, workdir: Path, seed: int = 0,
+          p_valid: float = 1.0, p_ready: float = 1.0, max_cycles: int | None = None,
+          in_interval: float = 0.0, idle_limit: int = 0) -> Trace:
+    """Simulate: feed ``beats`` (beat i not before cycle i x ``in_interval``), collect up to
+    ``n_out`` output beats; stop early when no beat moves for ``idle_limit`` cycles (0: never).
+    ``workdir`` holds the memory files the RTL reads. Raises SimError when the simulation
+    fails or ``max_cycles`` pass first; a stall is returned, not raised."""
     workdir.mkdir(parents=True, exist_ok=True)
     # stream files of this run only: simulations may share a directory (its memory files)
     fd, name = tempfile.mkstemp(prefix="in_", suffix=".hex", dir=workdir)
@@ -190,17 +211,43 @@ def run(sim: Sim, beats: list[int], n_out: int, workdir: Path, seed: int = 0,
         f.write("".join(f"{b:x}\n" for b in beats))
     limit = max_cycles or 1000 + 50 * (len(beats) + n_out) * max(
         1, int(2 / max(min(p_valid, p_ready), 1e-3)))
+    if in_interval:
+        limit += int(in_interval * len(beats))
     try:
         proc = subprocess.run([str(sim.exe), in_hex.name, out_hex.name, str(n_out), str(seed),
-                               str(p_valid), str(p_ready), str(limit)], cwd=workdir,
-                              capture_output=True, text=True)
+                               str(p_valid), str(p_ready), str(limit), repr(float(in_interval)),
+                               str(int(idle_limit))], cwd=workdir, capture_output=True, text=True)
         lines = out_hex.read_text().split("\n") if out_hex.exists() else []
     finally:
         in_hex.unlink(missing_ok=True)
         out_hex.unlink(missing_ok=True)
     rows = [ln.split() for ln in lines if ln.strip()]
-    if proc.returncode != 0:
+    fifos, stalled, cycles = {}, None, None
+    for ln in proc.stdout.splitlines():
+        f = ln.split()
+        if f and f[0] == "fifo_profile":
+            fifos[f[1].split(".")[-1]] = (int(f[2]), int(f[3]), int(f[4]))
+        elif f and f[0] == "stalled":
+            stalled = int(f[1])
+        elif f and f[0] == "cycles":
+            cycles = int(f[1])
+    if proc.returncode not in (0, 3) or cycles is None:
         raise SimError(f"{sim.top} simulation: {len(rows)} of {n_out} output beats after "
                        f"{limit} cycles (rc {proc.returncode}): {proc.stderr.strip()[-300:]}")
-    cycles = int(proc.stdout.strip().splitlines()[-1].split()[1])
-    return [int(r[1], 16) for r in rows], cycles, [int(r[0]) for r in rows]
+    return Trace([int(r[1], 16) for r in rows], cycles, [int(r[0]) for r in rows], fifos, stalled)
+
+
+def run(sim: Sim, beats: list[int], n_out: int, workdir: Path, seed: int = 0,
+        p_valid: float = 1.0, p_ready: float = 1.0, max_cycles: int | None = None,
+        in_interval: float = 0.0, idle_limit: int = 0) -> tuple[list[int], int, list[int]]:
+    """Simulate (see :func:`trace`) and return (output beats, cycles from reset release to the
+    last output, cycle of each output); raises :class:`Stalled` when the run stops making
+    progress."""
+    t = trace(sim, beats, n_out, workdir, seed, p_valid, p_ready, max_cycles, in_interval,
+              idle_limit)
+    if t.stalled is not None:
+        full = sorted(n for n, (_, count, depth) in t.fifos.items() if count == depth)
+        raise Stalled(f"{sim.top} simulation stopped making progress at cycle {t.stalled} with "
+                      f"{len(t.beats)} of {n_out} output beats; full FIFOs: "
+                      f"{', '.join(full) or 'none'}", t)
+    return t.beats, t.cycles, t.stamps

@@ -24,7 +24,7 @@ from build_flows import finn_env
 from build_flows.backend.elem import Elem, decode, dtype_elem, encode
 from build_flows.backend.mapping import node_unit
 from build_flows.checks import BuildError
-from hw import stitch, units, verilator
+from hw import fifosize, stitch, units, verilator
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +72,40 @@ class Accelerator:
 META = "accel.json"
 
 
-def build(model: Any, directory: Path, fifo_depth: int = 2) -> Accelerator:
+def build(model: Any, directory: Path, pinned: dict[str, int] | None = None,
+          size_fifos: bool = True) -> Accelerator:
     """Generate, stitch and compile the accelerator of dataflow graph ``model`` in ``directory``
-    (top ``accel.sv``, memory files, ``accel.f`` file list, ``accel.json``)."""
+    (top ``accel.sv``, memory files, ``accel.f`` file list, ``accel.json``).
+
+    FIFO depths are sized by Verilator simulation (:func:`hw.fifosize.size`; ``size_fifos``
+    False keeps the analytic depths of :func:`hw.stitch.fifo_depth_for`); ``pinned`` maps a node
+    name to the depth of the FIFO in front of it, kept as given. ``accel.json`` records every
+    FIFO's width, depth, bits and peak occupancy, and the sizing's measured rate."""
     us, elem_in, elem_out = graph_units(model)
-    top, stages = stitch.write(us, directory, "accel", fifo_depth)
+    in_elems = int(np.prod(model.get_tensor_shape(model.graph.input[0].name)))
+    pins = {f"fifo_{n}": d for n, d in (pinned or {}).items()}
+    plan = None
+    if size_fifos:
+        t0 = time.time()
+        try:
+            plan = fifosize.size(us, directory / "fifo_sizing", in_elems * elem_in.width, pins)
+        except fifosize.FifoError as exc:
+            raise BuildError(f"FIFO depths: {exc}") from None
+        log.info("FIFO sizing by simulation: %.0f s", time.time() - t0)
+    elif pins:
+        raise BuildError("pinned FIFO depths need FIFO sizing by simulation")
+    top, stages = stitch.write(us, directory, "accel", depths=plan.depths if plan else None)
     sources = stitch.filelist(stages, top)
     (directory / "accel.f").write_text("".join(f"{s}\n" for s in sources))
     meta = {"elem_in": asdict(elem_in), "elem_out": asdict(elem_out),
             "in_width": stages[0].in_width, "out_width": stages[-1].out_width,
-            "in_elems": int(np.prod(model.get_tensor_shape(model.graph.input[0].name))),
+            "in_elems": in_elems,
             "out_elems": int(np.prod(model.get_tensor_shape(model.graph.output[0].name))),
-            "units": len(us), "stages": len(stages)}
+            "units": len(us), "stages": len(stages),
+            "fifos": [{"name": s.name, "width": s.params["WIDTH"], "depth": s.params["DEPTH"],
+                       "bits": s.params["WIDTH"] * s.params["DEPTH"]}
+                      for s in stages if s.module == "fifo"],
+            "fifo_sizing": plan.to_json() if plan else None}
     (directory / META).write_text(json.dumps(meta, indent=1))
     acc = load(directory)
     log.info("accelerator: %d units, %d stages, Verilator build %.0f s", len(us), len(stages),

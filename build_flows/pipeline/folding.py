@@ -4,6 +4,10 @@ Format (FINN's): ``{"Defaults": {...}, "<layer name>": {"PE": 16, "SIMD": 49, ..
 names are the dataflow graph's node names after specialization (``MVAU_hls_0``, ...); a name may
 also be given without the ``_hls``/``_rtl`` suffix. Every name must exist and every PE/SIMD must
 divide the dimension it folds, else :class:`~build_flows.checks.BuildError` names the layer.
+
+``inFIFODepths`` (``[depth]``, FINN's key) pins the depth of the FIFO in front of a layer; the
+others are sized by simulation (:mod:`hw.fifosize`), and a pinned depth that deadlocks the
+accelerator is refused naming the FIFO and the depth it needs.
 """
 
 from __future__ import annotations
@@ -59,6 +63,11 @@ def validate(model: Any, config: dict[str, Any], source: str = "folding") -> dic
         unknown = sorted(set(attrs) - ALLOWED)
         if unknown:
             raise BuildError(f"{source}: layer {key!r}: unknown option(s) {unknown}")
+        depths = attrs.get("inFIFODepths")
+        if depths is not None and (not isinstance(depths, list) or not depths or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in depths)):
+            raise BuildError(f"{source}: layer {key!r}: inFIFODepths={depths!r} must be a list "
+                             "of positive integers, one per input stream")
         inst = getCustomOp(nodes[name])
         for fold_attr, dim_attr in DIVIDES.get(base_op(nodes[name].op_type), {}).items():
             if fold_attr not in attrs:
@@ -94,3 +103,13 @@ def apply(model: Any, config: dict[str, Any], source: str = "folding") -> Any:
                         from None
     return model
 
+
+
+def fifo_pins(model: Any, config: dict[str, Any] | None,
+              source: str = "folding") -> dict[str, int]:
+    """{layer name: pinned depth of the FIFO in front of it} from ``inFIFODepths``."""
+    if not config:
+        return {}
+    return {name: int(attrs["inFIFODepths"][0])
+            for name, attrs in validate(model, config, source).items()
+            if attrs.get("inFIFODepths")}

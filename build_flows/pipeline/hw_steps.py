@@ -31,7 +31,7 @@ from build_flows.backend import accel, ops
 from build_flows.backend.elem import compare
 from build_flows.checks import BuildError
 from build_flows.deploy import package
-from build_flows.pipeline import vivado
+from build_flows.pipeline import folding, vivado
 from build_flows.pipeline.config import BuildConfig
 from build_flows.pipeline.graph import apply_to_dataflow, dataflow_model
 from hw import stitch, yosys
@@ -68,7 +68,8 @@ def step_rtl(model: Any, cfg: BuildConfig) -> Any:
     model = apply_to_dataflow(model, lambda m: ops.generate(
         m, nodes_dir, cfg.board.part, cfg.clock_ns), cfg.work_dir)
     child = dataflow_model(model)
-    acc = accel.build(child, rtl_dir(cfg))
+    acc = accel.build(child, rtl_dir(cfg), folding.fifo_pins(child, cfg.folding_config))
+    meta = accel.read_meta(acc.directory)
     sim_top, sim_filelist = accel.write_io_top(child, acc)  # the deployment package's
     cfg.hw["rtl"] = {"directory": str(acc.directory), "top": "accel",  # simulation runs this
                      "sim_top": sim_top, "sim_filelist": str(sim_filelist),
@@ -76,6 +77,7 @@ def step_rtl(model: Any, cfg: BuildConfig) -> Any:
                      "filelist": str(acc.directory / "accel.f"),
                      "verilator_build_seconds": round(acc.build_seconds, 1),
                      "finn_nodes": {n.name: n.op_type for n in child.graph.node},
+                     "fifos": meta["fifos"], "fifo_sizing": meta["fifo_sizing"],
                      "node_hdl": str(nodes_dir)}
     return model
 

@@ -1,6 +1,8 @@
 // Stream FIFO of DEPTH entries of WIDTH bits: in_tready and out_tvalid come from registers only,
 // so a FIFO between two units breaks every combinational path between them. Storage is an
-// array with asynchronous read (distributed RAM or registers for small depths).
+// array with asynchronous read (distributed RAM or registers for small depths). In simulation
+// (not under SYNTHESIS) it keeps its peak occupancy and prints it at the end of the run,
+// "fifo_profile <instance> <peak> <count> <DEPTH>", which FIFO sizing (hw.fifosize) reads.
 module fifo #(
     parameter WIDTH = 8,
     parameter DEPTH = 2
@@ -36,4 +38,12 @@ module fifo #(
       count <= count + (AW + 1)'(push) - (AW + 1)'(pop);
     end
   end
+`ifndef SYNTHESIS
+  logic [AW:0] peak;
+  always_ff @(posedge clk) begin
+    if (!rst_n) peak <= '0;
+    else if (count > peak) peak <= count;
+  end
+  final $display("fifo_profile %m %0d %0d %0d", peak, count, DEPTH);
+`endif
 endmodule

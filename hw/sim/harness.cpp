@@ -1,11 +1,15 @@
 // Generic Verilator harness for one streaming unit with ports
 //   clk, rst_n, in_tdata, in_tvalid, in_tready, out_tdata, out_tvalid, out_tready.
-// Usage: sim IN_HEX OUT_HEX N_OUT SEED P_VALID P_READY MAX_CYCLES
+// Usage: sim IN_HEX OUT_HEX N_OUT SEED P_VALID P_READY MAX_CYCLES [IN_INTERVAL [IDLE_LIMIT]]
 // IN_HEX holds one input beat per line (hex, most significant digit first); the harness offers
 // each beat with probability P_VALID per cycle (keeping it stable until accepted, as AXI-Stream
 // requires), asserts out_tready with probability P_READY, and writes every accepted output beat
 // to OUT_HEX as "<cycle> <hex>". The last line of stdout is "cycles <n>" (reset release to the
 // last output beat). Exit code 2 when MAX_CYCLES pass before N_OUT beats arrive.
+// IN_INTERVAL (default 0): input beat i is not offered before cycle i * IN_INTERVAL, which paces
+// the input at a given rate. IDLE_LIMIT (default 0, off): exit code 3, with "stalled <cycle>" on
+// stdout, when neither port moves a beat for that many cycles although beats are still expected
+// (a deadlock: the simulation stops making progress). Final blocks run in both cases.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -83,6 +87,8 @@ int main(int argc, char** argv) {
   rng_state = std::strtoull(argv[4], nullptr, 10) * 0x9E3779B97F4A7C15ULL + 1;
   const double p_valid = std::atof(argv[5]), p_ready = std::atof(argv[6]);
   const long max_cycles = std::atol(argv[7]);
+  const double in_interval = argc > 8 ? std::atof(argv[8]) : 0.0;
+  const long idle_limit = argc > 9 ? std::atol(argv[9]) : 0;
 
   VerilatedContext ctx;
   Vtop top{&ctx};
@@ -99,9 +105,12 @@ int main(int argc, char** argv) {
 
   std::size_t next = 0;
   bool offering = false;
-  long got = 0, cycle = 0, last_out = 0;
+  long got = 0, cycle = 0, last_out = 0, last_move = 0;
+  bool stalled = false;
   while (got < n_out && cycle < max_cycles) {
-    if (!offering && next < beats.size() && uniform() < p_valid) offering = true;
+    if (!offering && next < beats.size() && cycle >= static_cast<double>(next) * in_interval &&
+        uniform() < p_valid)
+      offering = true;
     top.in_tvalid = offering;
     if (offering) put(top.in_tdata, beats[next]);
     top.out_tready = uniform() < p_ready;
@@ -116,9 +125,12 @@ int main(int argc, char** argv) {
     top.clk = 1; top.eval();
     top.clk = 0; top.eval();
     if (fire_in) { ++next; offering = false; }
+    if (fire_in || fire_out) last_move = cycle;
     ++cycle;
+    if (idle_limit > 0 && cycle - last_move > idle_limit) { stalled = true; break; }
   }
   top.final();
+  if (stalled) std::cout << "stalled " << last_move + 1 << std::endl;
   std::cout << "cycles " << last_out + 1 << std::endl;
-  return got < n_out ? 2 : 0;
+  return stalled ? 3 : (got < n_out ? 2 : 0);
 }

@@ -92,6 +92,12 @@ def test_published_tfc_folding(tmp_path: Path, build_models) -> None:
     assert [fold[f"MVAU_hls_{i}"] for i in range(4)] == [(16, 49), (8, 8), (8, 8), (10, 8)]
     assert report["estimates"]["max_cycles"] == 64
     assert report["estimates"]["estimated_fps"] == pytest.approx(1.5625e6)
+    sizing = report["rtl"]["fifo_sizing"]  # FIFOs sized by simulation, the rate confirmed
+    assert sizing["efficiency"] >= 0.95 and sizing["ideal_cycles"] == 64
+    assert [f["name"] for f in sizing["fifos"]] == [f["name"] for f in report["rtl"]["fifos"]]
+    assert {f["name"] for f in sizing["fifos"]} == {
+        f"fifo_{n}" for n in report["rtl"]["finn_nodes"]} - {"fifo_Thresholding_rtl_0"}
+    assert "FIFOs sized by Verilator simulation" in (tmp_path / "b/report.md").read_text()
 
 
 def test_resume_after_interrupted_build(tmp_path: Path, build_models, capsys) -> None:
@@ -117,14 +123,23 @@ def test_bad_folding_keeps_earlier_steps_then_resumes(tmp_path: Path, build_mode
     for content, message in (({"MVAU_hls_9": {"PE": 1}}, "layer 'MVAU_hls_9' is not in"),
                              ({"MVAU_0": {"PE": 3}}, "PE=3 is illegal; it must be a positive "
                                                      "divisor of MH=64"),
-                             ({"MVAU_hls_1": {"SIMD": 5}}, "SIMD=5 is illegal")):
+                             ({"MVAU_hls_1": {"SIMD": 5}}, "SIMD=5 is illegal"),
+                             ({"MVAU_hls_1": {"inFIFODepths": [0]}},
+                              "layer 'MVAU_hls_1': inFIFODepths=[0] must be a list of positive")):
         bad.write_text(json.dumps(content))
         assert run_build(*args, "--folding", bad, *(["--resume"] if out.exists() else []))[0] == 1
         assert one_line_error(capsys, message)
         assert (out / "steps/09_specialize/done.json").is_file()
         assert not (out / "steps/10_folding/done.json").exists()
-    rc, report = run_build(*args, "--folding", CONFIGS / "tfc_w1a1.json", "--resume")
+    pinned = json.loads((CONFIGS / "tfc_w1a1.json").read_text())
+    pinned["MVAU_hls_2"]["inFIFODepths"] = [7]
+    good = tmp_path / "pinned.json"
+    good.write_text(json.dumps(pinned))
+    rc, report = run_build(*args, "--folding", good, "--resume")
     assert rc == 0 and report["estimates"]["max_cycles"] == 64
+    fifos = {f["name"]: f for f in report["rtl"]["fifo_sizing"]["fifos"]}
+    assert fifos["fifo_MVAU_hls_2"]["depth"] == 7 and fifos["fifo_MVAU_hls_2"]["pinned"]
+    assert not fifos["fifo_MVAU_hls_1"]["pinned"]
 
 
 def test_bad_inputs_give_one_clear_error(tmp_path: Path, build_models, capsys) -> None:
