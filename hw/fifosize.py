@@ -11,7 +11,10 @@
 2. **Set** depth = peak + 2 (two entries keep a registered-ready FIFO at one beat per cycle),
    or the analytic depth if that is less: in front of the bottleneck a FIFO fills whenever its
    producer runs faster for a while (a window generator emitting a row's windows), which costs
-   memory and gains nothing. Pinned depths (a folding file's) are kept as given.
+   memory and gains nothing. Not so into a join (the residual add's zip): there a FIFO holds
+   what the other branch takes to produce its first result (the shortcut FIFO: about K - 1
+   rows of a 3x3 conv's input), which no analytic depth of a chain knows, so its peak it is.
+   Pinned depths (a folding file's) are kept as given.
 3. **Confirm.** Stitch with those depths and simulate unpaced, at full flow: the measured
    cycles per frame must reach ``rate`` (95 %) of B. Short of it, FIFOs that filled up are
    doubled (at least to their analytic depth) and the run repeated, a few rounds at most.
@@ -81,9 +84,10 @@ class FifoPlan:
         return out
 
 
-def _run(nodes: list[units.Unit], depths: dict[str, int], work: Path, in_beats: int,
-         out_beats: int, in_interval: float, idle: int) -> tuple[verilator.Trace, int]:
-    top, stages = stitch.write(nodes, work, depths=depths)
+def _run(nodes: list[units.Unit], edges: list[stitch.Edge] | None, depths: dict[str, int],
+         work: Path, in_beats: int, out_beats: int, in_interval: float,
+         idle: int) -> tuple[verilator.Trace, int]:
+    top, stages = stitch.write(nodes, work, depths=depths, edges=edges)
     sim = verilator.build("accel", stitch.filelist(stages, top))
     t = verilator.trace(sim, [0] * (FRAMES * in_beats), FRAMES * out_beats, work,
                         max_cycles=FRAMES * idle * 4 + 100_000, in_interval=in_interval,
@@ -97,11 +101,13 @@ def _per_frame(t: verilator.Trace, out_beats: int) -> float:
 
 
 def size(nodes: list[units.Unit], work: Path, in_bits: int,
-         pinned: dict[str, int] | None = None, target: float = 0.95) -> FifoPlan:
-    """Depths for the FIFOs :func:`hw.stitch.chain` puts between ``nodes`` (fed ``in_bits`` per
-    frame), sized and confirmed by simulation in ``work`` (see the module docstring)."""
+         pinned: dict[str, int] | None = None, target: float = 0.95,
+         edges: list[stitch.Edge] | None = None) -> FifoPlan:
+    """Depths for the FIFOs :func:`hw.stitch.connect` puts between ``nodes`` joined by
+    ``edges`` (default: a chain), fed ``in_bits`` per frame, sized and confirmed by simulation
+    in ``work`` (see the module docstring)."""
     pinned = dict(pinned or {})
-    base = stitch.chain(nodes)
+    base, wires = stitch.connect(nodes, edges)
     fifos = {s.name: s for s in base if s.module == "fifo"}
     unknown = sorted(set(pinned) - set(fifos))
     if unknown:
@@ -110,28 +116,34 @@ def size(nodes: list[units.Unit], work: Path, in_bits: int,
     for n, d in pinned.items():
         if int(d) < 1:
             raise FifoError(f"pinned depth of {n} is {d}: a FIFO needs at least 1 entry")
-    sched = {n: (bits, cycles) for n, bits, cycles in rate.schedule(base, in_bits)}
+    sched = {n: (bits, cycles) for n, bits, cycles in rate.schedule(base, in_bits, wires)}
     neck, ideal = max(((n, c) for n, (_, c) in sched.items()), key=lambda r: r[1])
     idle = sum(c for _, c in sched.values()) + 1000  # no beat moves for this long: a deadlock
-    in_beats = in_bits // base[0].in_width
-    out_bits, _ = rate.unit_rate(base[-1], sched[base[-1].name][0])
-    out_beats = out_bits // base[-1].out_width
+    (first, _), (last, _) = stitch.top_ports(base, wires)
+    stage = {s.name: s for s in base}
+    in_beats = in_bits // stage[first].in_width
+    out_bits, _ = rate.unit_rate(stage[last], sched[last][0])
+    out_beats = out_bits // stage[last].out_width
     widths = {n: f.params["WIDTH"] for n, f in fifos.items()}
     analytic = {n: f.params["DEPTH"] for n, f in fifos.items()}
 
     generous = {n: min(GENEROUS_MAX, max(analytic[n], -(-sched[n][0] // widths[n]) + 2))
                 for n in fifos}  # pins aside: the profile says what each FIFO needs
-    prof, _ = _run(nodes, generous, work / "fifo_profile", in_beats, out_beats,
+    prof, _ = _run(nodes, edges, generous, work / "fifo_profile", in_beats, out_beats,
                    ideal / max(in_beats, 1), idle)
     if prof.stalled is not None:
         raise verilator.Stalled(f"FIFO sizing: the profile run with every FIFO a frame deep "
                                 f"stopped making progress at cycle {prof.stalled}", prof)
     profile_peaks = {n: prof.fifos[n][0] for n in fifos}
-    depths = {n: pinned.get(n) or min(profile_peaks[n] + 2, analytic[n]) for n in fifos}
+    # into a join (a residual add), the FIFO holds what the other branch takes to start: its
+    # peak, not an analytic depth, which knows nothing of the other branch
+    joins = {w.src for w in wires if w.dst in stage and len(stage[w.dst].inputs) > 1}
+    depths = {n: pinned.get(n) or (profile_peaks[n] + 2 if n in joins else
+                                   min(profile_peaks[n] + 2, analytic[n])) for n in fifos}
 
     notes: list[str] = []
     for rnd in range(1, ROUNDS + 1):
-        t, _ = _run(nodes, depths, work / "fifo_confirm", in_beats, out_beats, 0.0, idle)
+        t, _ = _run(nodes, edges, depths, work / "fifo_confirm", in_beats, out_beats, 0.0, idle)
         if t.stalled is not None:
             if any(t.fifos[n][1] == depths[n] for n in pinned):
                 _refuse(t, pinned, profile_peaks)
@@ -145,7 +157,7 @@ def size(nodes: list[units.Unit], work: Path, in_bits: int,
             break
         notes.append(f"round {rnd}: grew {', '.join(grow)}")
         for n in grow:
-            depths[n] = max(2 * depths[n], analytic[n])
+            depths[n] = max(2 * depths[n], analytic[n], profile_peaks[n] + 2)
     if t.stalled is not None:
         raise FifoError(f"the accelerator deadlocks with FIFO depths {depths} and no FIFO left "
                         "to grow")

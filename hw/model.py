@@ -88,16 +88,21 @@ def mvtu_outputs(beats: list[int], vectors: int, mh: int, pe: int, activation: b
     return signed(out, acc_w) if not activation and not xnor else out
 
 
-def mvtu_weight_words(w: np.ndarray, pe: int, simd: int) -> list[int]:
-    """Weight memory words: word nf*SF + sf holds rows nf*PE + pe, columns sf*SIMD + s at bit
-    pe*SIMD + s."""
+def mac_mvtu(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Integer inputs times integer weights (the multi-bit-weight datapath): x @ w.T, (N, MH)."""
+    return np.asarray(x, dtype=np.int64) @ np.asarray(w, dtype=np.int64).T
+
+
+def mvtu_weight_words(w: np.ndarray, pe: int, simd: int, width: int = 1) -> list[int]:
+    """Weight memory words: word nf*SF + sf holds rows nf*PE + pe, columns sf*SIMD + s at bits
+    (pe*SIMD + s) * width (1-bit weights as bits, wider ones in two's complement)."""
     mh, mw = w.shape
     sf_n, nf_n = mw // simd, mh // pe
     words = []
     for nf in range(nf_n):
         for sf in range(sf_n):
             block = w[nf * pe:(nf + 1) * pe, sf * simd:(sf + 1) * simd]
-            words.append(pack(block.reshape(-1), 1))
+            words.append(pack(twos(block.reshape(-1), width), width))
     return words
 
 

@@ -12,13 +12,18 @@ frame at full flow follow from its folding:
 - ``fmpadding``: max(input beats, padded beats);
 - ``pool``: one input beat per cycle, one output beat per KK;
 - ``label_select``: LABELS / PE cycles per vector, one OUT_W-bit index out;
-- ``fifo``: one beat per cycle; ``dwc``: one beat of its narrower side per cycle.
+- ``fifo``: one beat per cycle; ``dwc``: one beat of its narrower side per cycle;
+- ``dup``: one beat per cycle to both outputs; ``zip``: one beat of each input per cycle;
+- ``requant``: one beat of PE lanes per cycle; ``accpool``: one input beat per cycle, C sums
+  out per image.
 
-:func:`schedule` follows a frame through a chain; its slowest stage is the bottleneck whose
-cycles per frame a stitched accelerator must reach.
+:func:`schedule` follows a frame through a chain or a graph (hw.stitch's wires); its slowest
+stage is the bottleneck whose cycles per frame a stitched accelerator must reach.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from hw import units
 
@@ -56,6 +61,17 @@ def unit_rate(unit: units.Unit, in_bits: int) -> tuple[int, int]:
     if m == "label_select":
         v = _frames(in_bits, p["LABELS"] * p["ELEM_W"], unit)
         return v * p["OUT_W"], v * p["LABELS"] // p["PE"]
+    if m == "dup":
+        return in_bits, _frames(in_bits, p["WIDTH"], unit)
+    if m == "zip":  # in_bits: of input in0
+        beats = _frames(in_bits, p["W0"], unit)
+        return beats * (p["W0"] + p["W1"]), beats
+    if m == "requant":
+        beats = _frames(in_bits, unit.in_width, unit)
+        return beats * p["PE"] * p["OUT_W"], beats
+    if m == "accpool":
+        f = _frames(in_bits, p["PIXELS"] * p["C"] * p["IN_W"], unit)
+        return f * p["C"] * p["OUT_W"], f * p["PIXELS"] * p["C"] // p["PE"]
     if m == "fifo":
         return in_bits, _frames(in_bits, p["WIDTH"], unit)
     if m == "dwc":
@@ -63,18 +79,30 @@ def unit_rate(unit: units.Unit, in_bits: int) -> tuple[int, int]:
     raise ValueError(f"{unit.name}: no rate model for module {m!r}")
 
 
-def schedule(stages: list[units.Unit], in_bits: int) -> list[tuple[str, int, int]]:
-    """(name, input bits, cycles) per frame of every stage of a chain fed ``in_bits`` per
-    frame."""
+def schedule(stages: list[units.Unit], in_bits: int,
+             wires: list[Any] | None = None) -> list[tuple[str, int, int]]:
+    """(name, input bits, cycles) per frame of every stage (in topological order) fed
+    ``in_bits`` per frame; ``wires`` (hw.stitch.Edge: src, src_port, dst, dst_port) join them,
+    default a chain. A stage's input bits are those of its first input port."""
     out = []
+    if wires is None:
+        for s in stages:
+            bits, cycles = unit_rate(s, in_bits)
+            out.append((s.name, in_bits, cycles))
+            in_bits = bits
+        return out
+    made: dict[str, int] = {}
     for s in stages:
-        bits, cycles = unit_rate(s, in_bits)
-        out.append((s.name, in_bits, cycles))
-        in_bits = bits
+        first = s.inputs[0][0]
+        feed = [w for w in wires if w.dst == s.name and w.dst_port == first]
+        bits = made[feed[0].src] if feed else in_bits
+        made[s.name], cycles = unit_rate(s, bits)
+        out.append((s.name, bits, cycles))
     return out
 
 
-def bottleneck(stages: list[units.Unit], in_bits: int) -> tuple[str, int]:
-    """The slowest stage of a chain and its cycles per frame (the ideal throughput)."""
-    name, _, cycles = max(schedule(stages, in_bits), key=lambda r: r[2])
+def bottleneck(stages: list[units.Unit], in_bits: int,
+               wires: list[Any] | None = None) -> tuple[str, int]:
+    """The slowest stage and its cycles per frame (the ideal throughput)."""
+    name, _, cycles = max(schedule(stages, in_bits, wires), key=lambda r: r[2])
     return name, cycles

@@ -33,10 +33,21 @@ class Unit:
     in_width: int   # bits per input beat
     out_width: int  # bits per output beat
     memories: dict[str, tuple[list[int], int]] = field(default_factory=dict)  # param -> words, bits
+    #: stream ports (name, width), when not the single ``in`` / ``out``
+    in_ports: list[tuple[str, int]] | None = None
+    out_ports: list[tuple[str, int]] | None = None
 
     @property
     def source(self) -> Path:
         return RTL / f"{self.module}.sv"
+
+    @property
+    def inputs(self) -> list[tuple[str, int]]:
+        return self.in_ports or [("in", self.in_width)]
+
+    @property
+    def outputs(self) -> list[tuple[str, int]]:
+        return self.out_ports or [("out", self.out_width)]
 
     def write_memories(self, directory: Path, prefix: str = "") -> dict[str, str]:
         """Write each memory as ``<prefix><param>.hex`` in ``directory``; the file parameters."""
@@ -50,20 +61,26 @@ class Unit:
 
 def mvtu(name: str, w: np.ndarray, thresholds: np.ndarray | None, pe: int, simd: int,
          xnor: bool = True, in_w: int = 1, in_signed: bool = False, acc_w: int | None = None,
-         ram_style: str = "block") -> Unit:
-    """Matrix-vector(-threshold) unit: ``w`` (MH, MW) bits (1 = +1), one threshold per row or
-    None for raw accumulators."""
+         ram_style: str = "block", w_bits: int = 1) -> Unit:
+    """Matrix-vector(-threshold) unit: ``w`` (MH, MW) bits (1 = +1), or ``w_bits``-bit signed
+    integers when ``w_bits`` > 1 (integer inputs only); one threshold per row or None for raw
+    accumulators."""
     mh, mw = w.shape
     if mw % simd or mh % pe:
         raise ValueError(f"{name}: SIMD={simd} must divide MW={mw} and PE={pe} must divide MH={mh}")
+    if w_bits > 1 and xnor:
+        raise ValueError(f"{name}: {w_bits}-bit weights need integer inputs (xnor=False)")
     if acc_w is None:
-        acc_w = hwm.mvtu_acc_width(mw, xnor, 1 if xnor else 1 << (in_w - int(in_signed)))
+        w_max = 1 << (w_bits - 1) if w_bits > 1 else 1
+        acc_w = hwm.mvtu_acc_width(mw, xnor, w_max * (1 if xnor else
+                                                      1 << (in_w - int(in_signed))))
     act = thresholds is not None
     sliced = act and hwm.mvtu_slice_thresholds(mh // pe, mw // simd, pe, acc_w)
     params = {"MW": mw, "MH": mh, "SIMD": simd, "PE": pe, "XNOR": int(xnor),
-              "IN_W": 1 if xnor else in_w, "IN_SIGNED": int(in_signed), "ACTIVATION": int(act),
+              "IN_W": 1 if xnor else in_w, "IN_SIGNED": int(in_signed), "W_W": w_bits,
+              "ACTIVATION": int(act),
               "ACC_W": acc_w, "RAM_STYLE": ram_style, "SLICED": int(sliced)}
-    mems = {"WEIGHT_FILE": (hwm.mvtu_weight_words(w, pe, simd), pe * simd)}
+    mems = {"WEIGHT_FILE": (hwm.mvtu_weight_words(w, pe, simd, w_bits), pe * simd * w_bits)}
     if act:
         mems["THRESH_FILE"] = hwm.mvtu_threshold_memory(thresholds, pe, acc_w, mw // simd,
                                                         sliced)
@@ -145,6 +162,54 @@ def label_select(name: str, labels: int, pe: int, elem_w: int, signed: bool,
                                        "SIGNED": int(signed), "OUT_W": out_w}, pe * elem_w, out_w)
 
 
+def dup(name: str, width: int) -> Unit:
+    """Fork: each ``width``-bit beat to both outputs (``out0``, ``out1``)."""
+    return Unit(name, "dup", {"WIDTH": width}, width, width,
+                out_ports=[("out0", width), ("out1", width)])
+
+
+def zip_(name: str, w0: int, w1: int) -> Unit:
+    """Join: a beat from ``in0`` and one from ``in1`` make one beat {in1, in0}."""
+    return Unit(name, "zip", {"W0": w0, "W1": w1}, w0, w0 + w1,
+                in_ports=[("in0", w0), ("in1", w1)])
+
+
+def requant(name: str, a: np.ndarray, b: np.ndarray, shift: int, pe: int, x_w: int,
+            x_signed: bool, out_w: int, lo: int, hi: int, g: np.ndarray | None = None,
+            z_w: int = 0, z_signed: bool = True) -> Unit:
+    """Linear requantizer y = clamp(floor((a[c] x + g[c] z + b[c]) / 2^shift), lo, hi) per
+    channel; with ``g`` its input beat is {z lanes, x lanes} (a :func:`zip_` of two streams)."""
+    a = np.asarray(a, np.int64)
+    c = len(a)
+    if c % pe:
+        raise ValueError(f"{name}: PE={pe} must divide the {c} channels")
+    nin = 1 if g is None else 2
+    g = np.zeros(c, np.int64) if g is None else np.asarray(g, np.int64)
+    b = np.asarray(b, np.int64)
+    cw = max(int(np.abs(v).max(initial=0)).bit_length() + 1 for v in (a, g, b))
+    z_w = z_w if nin > 1 else 0
+    top = (np.abs(a) * (1 << x_w) + np.abs(g) * (1 << max(z_w, 1)) + np.abs(b)).max()
+    sw = int(top).bit_length() + 2
+    nf = c // pe
+    coef = np.stack([a, g, b], axis=1)  # (C, 3)
+    words = [hwm.pack(hwm.twos(coef[f * pe:(f + 1) * pe].reshape(-1), cw), cw) for f in range(nf)]
+    params = {"C": c, "PE": pe, "NIN": nin, "XW": x_w, "XSIGNED": int(x_signed),
+              "ZW": max(z_w, 1), "ZSIGNED": int(z_signed), "CW": cw, "SW": sw, "F": shift,
+              "OUT_W": out_w, "LO": lo, "HI": hi}
+    return Unit(name, "requant", params, pe * (x_w + z_w), pe * out_w,
+                {"COEF_FILE": (words, pe * 3 * cw)})
+
+
+def accpool(name: str, channels: int, pe: int, pixels: int, in_w: int, in_signed: bool) -> Unit:
+    """Global sum pooling over ``pixels`` pixels, exact in ``in_w + ceil(log2(pixels))`` bits."""
+    if channels % pe:
+        raise ValueError(f"{name}: PE={pe} must divide the {channels} channels")
+    out_w = in_w + int(pixels - 1).bit_length()
+    return Unit(name, "accpool", {"C": channels, "PE": pe, "PIXELS": pixels, "IN_W": in_w,
+                                  "IN_SIGNED": int(in_signed), "OUT_W": out_w},
+                pe * in_w, pe * out_w)
+
+
 def fifo(name: str, width: int, depth: int = 2) -> Unit:
     return Unit(name, "fifo", {"WIDTH": width, "DEPTH": depth}, width, width)
 
@@ -188,6 +253,20 @@ def fmpadding_ref(x: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
 def pool_ref(windows: np.ndarray, kk: int, pe: int) -> np.ndarray:
     """Stream of (cf, k, pe)-ordered window beats (B, PE) -> maxima (B / kk, PE)."""
     return np.asarray(windows).reshape(-1, kk, pe).max(axis=1)
+
+
+def requant_ref(x: np.ndarray, a: np.ndarray, b: np.ndarray, shift: int, lo: int, hi: int,
+                z: np.ndarray | None = None, g: np.ndarray | None = None) -> np.ndarray:
+    """(N, C) operands -> clamp(floor((a x + g z + b) / 2^shift), lo, hi), exact integers."""
+    s = np.asarray(x, np.int64) * np.asarray(a, np.int64)[None] + np.asarray(b, np.int64)[None]
+    if z is not None:
+        s = s + np.asarray(z, np.int64) * np.asarray(g, np.int64)[None]
+    return np.clip(s >> shift, lo, hi)
+
+
+def accpool_ref(x: np.ndarray) -> np.ndarray:
+    """(N, pixels, C) -> (N, C) sums."""
+    return np.asarray(x, np.int64).sum(axis=1)
 
 
 def label_select_ref(x: np.ndarray) -> np.ndarray:

@@ -107,13 +107,16 @@ def prune(cache: Path, limit_mb: float = CACHE_LIMIT_MB) -> list[Path]:
         exe = d / "sim"
         if d.name == "ccache" or not d.is_dir():
             continue
-        if not exe.is_file():
-            if now - d.stat().st_mtime > STALE_SECONDS:
-                shutil.rmtree(d, ignore_errors=True)
-                dropped.append(d)
+        try:  # other processes build, rename and prune in the same cache meanwhile
+            if not exe.is_file():
+                if now - d.stat().st_mtime > STALE_SECONDS:
+                    shutil.rmtree(d, ignore_errors=True)
+                    dropped.append(d)
+                continue
+            size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+            entries.append((exe.stat().st_mtime, size, d))
+        except FileNotFoundError:
             continue
-        size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
-        entries.append((exe.stat().st_mtime, size, d))
     total = sum(size for _, size, _ in entries)
     for _, size, d in sorted(entries, key=lambda e: e[0]):
         if total <= limit_mb * 2**20:

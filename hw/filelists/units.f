@@ -8,3 +8,7 @@ hw/rtl/swg.sv
 hw/rtl/mvtu.sv
 hw/rtl/pool.sv
 hw/rtl/label_select.sv
+hw/rtl/dup.sv
+hw/rtl/zip.sv
+hw/rtl/requant.sv
+hw/rtl/accpool.sv

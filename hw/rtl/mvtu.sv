@@ -4,7 +4,10 @@
 //   XNOR = 1: inputs are bits in the same encoding; acc[r] = popcount(~(x ^ W[r])) (unsigned).
 //   XNOR = 0: inputs are IN_W-bit integers (IN_SIGNED: two's complement), e.g. CNV's 8-bit first
 //             layer or {0,1} activations (IN_W = 1); acc[r] = sum_c (W[r][c] ? x[c] : -x[c])
-//             (two's complement, ACC_W bits).
+//             (two's complement, ACC_W bits). With W_W > 1 the weights are W_W-bit two's
+//             complement integers instead (8-bit stems, 1x1 shortcut convs, FC heads):
+//             acc[r] = sum_c W[r][c] * x[c], one multiplier per lane (DSP48 where the synthesis
+//             tool maps it).
 // Then y[r] = (acc[r] >= T[r]) (ACTIVATION = 1: one threshold per row, 1-bit outputs; signed
 // compare when XNOR = 0) or the raw acc[r] (ACTIVATION = 0: the last layer). Folding as FINN's
 // MVAU: SF = MW / SIMD input beats of SIMD elements, NF = MH / PE output beats of PE results;
@@ -32,6 +35,7 @@ module mvtu #(
     parameter XNOR = 1,
     parameter IN_W = 1,
     parameter IN_SIGNED = 0,
+    parameter W_W = 1,
     parameter ACTIVATION = 1,
     parameter ACC_W = $clog2(MW + 2),
     parameter RAM_STYLE = "block",
@@ -78,7 +82,7 @@ module mvtu #(
   assign x0 = first ? in_tdata : ibuf[sf];
 
   // ---- stage 1: registered operands (weight memory read, input beat) ----
-  logic [PE*SIMD-1:0] w1;
+  logic [PE*SIMD*W_W-1:0] w1;
   // waddr = nf * SF + sf: the counters side by side when SF is a power of two, else counted
   // (a multiplier would cost a DSP)
   localparam SF_POW2 = (SF & (SF - 1)) == 0 && SF > 1;
@@ -97,16 +101,16 @@ module mvtu #(
   generate  // synchronous-read weight memory, with the implementation the node asks for
     if (RAM_STYLE == "distributed") begin : g_lutram
 `ifdef YOSYS  // Yosys 0.23 has no LUT-RAM ROM mapping for xc7: a ROM in LUTs is the same thing
-      (* rom_style = "logic" *) logic [PE*SIMD-1:0] wmem [0:SF*NF-1];
+      (* rom_style = "logic" *) logic [PE*SIMD*W_W-1:0] wmem [0:SF*NF-1];
 `else
-      (* rom_style = "distributed" *) logic [PE*SIMD-1:0] wmem [0:SF*NF-1];
+      (* rom_style = "distributed" *) logic [PE*SIMD*W_W-1:0] wmem [0:SF*NF-1];
 `endif
-      logic [PE*SIMD-1:0] wread;  // LUT RAM reads asynchronously; the register follows
+      logic [PE*SIMD*W_W-1:0] wread;  // LUT RAM reads asynchronously; the register follows
       initial $readmemh(WEIGHT_FILE, wmem);
       assign wread = wmem[waddr];
       always_ff @(posedge clk) if (advance) w1 <= wread;
     end else begin : g_bram
-      (* ram_style = "block", rom_style = "block" *) logic [PE*SIMD-1:0] wmem [0:SF*NF-1];
+      (* ram_style = "block", rom_style = "block" *) logic [PE*SIMD*W_W-1:0] wmem [0:SF*NF-1];
       initial $readmemh(WEIGHT_FILE, wmem);
       always_ff @(posedge clk) if (advance) w1 <= wmem[waddr];
     end
@@ -174,15 +178,21 @@ module mvtu #(
   logic out_full;
   assign stall = out_full && !out_tready;
 
-  // sum_s (w[s] ? x[s] : -x[s]) in ACC_W-bit two's complement
-  function automatic [ACC_W-1:0] dot(input [SIMD*IN_W-1:0] xv, input [SIMD-1:0] wv);
+  // sum_s (w[s] ? x[s] : -x[s]) (W_W = 1) or sum_s w[s] * x[s] in ACC_W-bit two's complement
+  function automatic [ACC_W-1:0] dot(input [SIMD*IN_W-1:0] xv, input [SIMD*W_W-1:0] wv);
     integer i;
     reg [ACC_W+IN_W-1:0] e;
+    reg [ACC_W+W_W-1:0] f;
     begin
       dot = 0;
       for (i = 0; i < SIMD; i = i + 1) begin
         e = {{ACC_W{IN_SIGNED != 0 && xv[i*IN_W+IN_W-1]}}, xv[i*IN_W +: IN_W]};
-        dot = wv[i] ? dot + e[ACC_W-1:0] : dot - e[ACC_W-1:0];
+        if (W_W == 1) begin
+          dot = wv[i] ? dot + e[ACC_W-1:0] : dot - e[ACC_W-1:0];
+        end else begin
+          f = {{ACC_W{wv[i*W_W+W_W-1]}}, wv[i*W_W +: W_W]};
+          dot = dot + ACC_W'($signed(e[ACC_W-1:0]) * $signed(f[ACC_W-1:0]));
+        end
       end
     end
   endfunction
@@ -232,7 +242,7 @@ module mvtu #(
   logic [ACC_W-1:0] d [PE];
   always_comb begin
     for (int p = 0; p < PE; p++) begin
-      d[p] = XNOR ? pc[p] : dot(x1, w1[p*SIMD+:SIMD]);
+      d[p] = XNOR ? pc[p] : dot(x1, w1[p*SIMD*W_W +: SIMD*W_W]);
       sum[p] = (start1 ? (ACTIVATION ? tsh[p*AW +: AW] : '0) : acc[p])
                + ((XNOR || ACC_W == AW) ? AW'(d[p]) : AW'($signed(d[p]))) + AW'(cin_acc[p]);
     end

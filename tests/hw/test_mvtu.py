@@ -99,3 +99,43 @@ def test_full_flow_takes_sf_times_nf_cycles(tmp_path: Path, mw, mh, simd, pe, ac
     ideal = n * (mw // simd) * (mh // pe)
     priming = mw // simd - 1 if sliced else 0  # once after reset: group 0's threshold slices
     assert ideal <= cycles <= ideal + priming + 4, (cycles, ideal, priming)
+
+
+# (MW, MH, SIMD, PE, W_W, IN_W, IN_SIGNED, ACTIVATION): the 8-bit stem (3x3x1), a 1x1 shortcut
+# conv (2x2 windows of 16 channels), an FC head, 4-bit weights on unsigned inputs, SIMD=PE=1
+MAC_CASES = [(9, 16, 9, 4, 8, 8, 1, 0), (64, 32, 16, 8, 8, 8, 1, 0), (64, 10, 8, 2, 8, 8, 1, 0),
+             (12, 6, 4, 3, 4, 4, 0, 1), (5, 3, 1, 1, 8, 8, 1, 1)]
+
+
+@pytest.mark.parametrize(("mw", "mh", "simd", "pe", "w_w", "in_w", "in_signed", "act"), MAC_CASES)
+def test_multibit_weights_match_numpy(tmp_path: Path, mw, mh, simd, pe, w_w, in_w, in_signed,
+                                      act) -> None:
+    """W_W-bit signed weights on integer inputs (extremes included), raw or thresholded, under
+    back-pressure, and SF x NF cycles per vector at full flow."""
+    from hw import units
+
+    rng = np.random.default_rng(mw + mh)
+    wlo, whi = -(1 << (w_w - 1)), (1 << (w_w - 1))
+    lo, hi = (-(1 << (in_w - 1)), 1 << (in_w - 1)) if in_signed else (0, 1 << in_w)
+    n = 9
+    w = rng.integers(wlo, whi, (mh, mw))
+    w[0] = wlo  # the most negative weight times the most negative input: the largest product
+    x = rng.integers(lo, hi, (n, mw))
+    x[0] = lo
+    acc = model.mac_mvtu(x, w)
+    thr = rng.integers(acc.min(), acc.max() + 1, mh) if act else None
+    want = (acc >= thr[None, :]).astype(np.int64) if act else acc
+    unit = units.mvtu("m", w, thr, pe, simd, xnor=False, in_w=in_w, in_signed=bool(in_signed),
+                      w_bits=w_w)
+    for seed, pv, pr in ((0, 1.0, 1.0), (1, 0.5, 0.6)):
+        work = tmp_path / f"r{seed}"
+        work.mkdir()
+        files = unit.write_memories(work)
+        sim = verilator.build("mvtu", [unit.source], {**unit.params, **files})
+        beats, cycles, _ = verilator.run(sim, model.mvtu_input_beats(x, simd, in_w),
+                                         n * (mh // pe), work, seed=seed, p_valid=pv, p_ready=pr)
+        got = model.mvtu_outputs(beats, n, mh, pe, bool(act), False, unit.params["ACC_W"])
+        assert not first_mismatch(got, want), first_mismatch(got, want)
+        if pv == 1.0:
+            prime = mw // simd - 1 if unit.params["SLICED"] else 0
+            assert cycles <= n * (mw // simd) * (mh // pe) + prime + 4
