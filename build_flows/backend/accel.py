@@ -24,24 +24,48 @@ from build_flows import finn_env
 from build_flows.backend.elem import Elem, decode, dtype_elem, encode
 from build_flows.backend.mapping import node_unit
 from build_flows.checks import BuildError
-from hw import fifosize, stitch, units, verilator
+from hw import fifosize, stitch, units, verilator, wrap
 
 log = logging.getLogger(__name__)
 
 
-def graph_units(model: Any) -> tuple[list[units.Unit], Elem, Elem]:
-    """Units for every node of a dataflow graph (a chain), the input and output encodings."""
+def graph_units(model: Any) -> tuple[list[units.Unit], Elem, Elem, list[stitch.Edge]]:
+    """Units for every node of a dataflow graph (a chain, or a graph with forks and joins), the
+    input and output encodings, and the edges between the units. A node of two inputs gets a
+    ``zip`` unit (``<node>_zip``) in front of its own; a node of two outputs (a fork) streams
+    them on ``out0`` and ``out1``."""
     nodes = list(model.graph.node)
-    for a, b in zip(nodes, nodes[1:]):
-        if b.input[0] != a.output[0]:
-            raise BuildError(f"dataflow graph is not a chain: {b.name} does not read "
-                             f"{a.name}'s output")
     elem_in = dtype_elem(model.get_tensor_datatype(model.graph.input[0].name))
-    elem, out = elem_in, []
+    made: dict[str, tuple[str, str, Elem]] = {model.graph.input[0].name: ("", "", elem_in)}
+    out: list[units.Unit] = []
+    edges: list[stitch.Edge] = []
     for node in nodes:
-        unit, elem = node_unit(model, node, elem)
+        feeds = [made.get(t) for t in node.input if model.get_initializer(t) is None]
+        if any(f is None for f in feeds):
+            raise BuildError(f"dataflow graph: node {node.name} reads a tensor no earlier node "
+                             "makes (the graph is not in topological order)")
+        unit, elem = node_unit(model, node, feeds[0][2], tuple(f[2] for f in feeds[1:]))
+        if len(feeds) == 2:
+            zw = units.zip_(f"{node.name}_zip", feeds[0][2].width * unit.params["PE"],
+                            feeds[1][2].width * unit.params["PE"])
+            out.append(zw)
+            for port, (src, sport, _) in zip(("in0", "in1"), feeds):
+                if src:
+                    edges.append(stitch.Edge(src, sport, zw.name, port))
+            edges.append(stitch.Edge(zw.name, "out", unit.name, "in"))
+        elif len(feeds) == 1 and feeds[0][0]:
+            edges.append(stitch.Edge(feeds[0][0], feeds[0][1], unit.name, unit.inputs[0][0]))
+        elif len(feeds) > 2:
+            raise BuildError(f"node {node.name}: {len(feeds)} input streams; at most two")
         out.append(unit)
-    return out, elem_in, elem
+        ports = [p for p, _ in unit.outputs]
+        if len(ports) != len(node.output):
+            raise BuildError(f"node {node.name}: {len(node.output)} outputs, its unit "
+                             f"{unit.module} has {len(ports)}")
+        for t, port in zip(node.output, ports):
+            made[t] = (unit.name, port, elem)
+    oname = model.graph.output[0].name
+    return out, elem_in, made[oname][2], edges
 
 
 @dataclass
@@ -81,20 +105,22 @@ def build(model: Any, directory: Path, pinned: dict[str, int] | None = None,
     False keeps the analytic depths of :func:`hw.stitch.fifo_depth_for`); ``pinned`` maps a node
     name to the depth of the FIFO in front of it, kept as given. ``accel.json`` records every
     FIFO's width, depth, bits and peak occupancy, and the sizing's measured rate."""
-    us, elem_in, elem_out = graph_units(model)
+    us, elem_in, elem_out, edges = graph_units(model)
     in_elems = int(np.prod(model.get_tensor_shape(model.graph.input[0].name)))
     pins = {f"fifo_{n}": d for n, d in (pinned or {}).items()}
     plan = None
     if size_fifos:
         t0 = time.time()
         try:
-            plan = fifosize.size(us, directory / "fifo_sizing", in_elems * elem_in.width, pins)
+            plan = fifosize.size(us, directory / "fifo_sizing", in_elems * elem_in.width, pins,
+                                 edges=edges)
         except fifosize.FifoError as exc:
             raise BuildError(f"FIFO depths: {exc}") from None
         log.info("FIFO sizing by simulation: %.0f s", time.time() - t0)
     elif pins:
         raise BuildError("pinned FIFO depths need FIFO sizing by simulation")
-    top, stages = stitch.write(us, directory, "accel", depths=plan.depths if plan else None)
+    top, stages = stitch.write(us, directory, "accel", depths=plan.depths if plan else None,
+                               edges=edges)
     sources = stitch.filelist(stages, top)
     (directory / "accel.f").write_text("".join(f"{s}\n" for s in sources))
     meta = {"elem_in": asdict(elem_in), "elem_out": asdict(elem_out),
@@ -137,7 +163,7 @@ def load(directory: Path) -> Accelerator:
 def write_io_top(model: Any, acc: Accelerator) -> tuple[str, Path]:
     """``accel_io.sv``: the stitched accelerator with the stream ports the board's IODMAs see
     (FINN's port names; input padded to whole bytes; each output element resized to the graph's
-    output datatype as the last node's FINN wrapper does, :func:`hw.stitch.wrapper_source`),
+    output datatype as the last node's FINN wrapper does, :func:`hw.wrap.wrapper_source`),
     plus ``accel_io_sim.sv`` for the Verilator harness and the file list ``accel_io.f``.
     Returns the simulation top's name and the file list."""
     odt = model.get_tensor_datatype(model.graph.output[0].name)
@@ -150,10 +176,10 @@ def write_io_top(model: Any, acc: Accelerator) -> tuple[str, Path]:
     whole = units.Unit("accel", "accel", {}, acc.in_width, acc.out_width)
     in_w = -(-whole.in_width // 8) * 8
     out_w = -(-acc.out_per_beat * port.width // 8) * 8
-    (d / "accel_io.sv").write_text(stitch.wrapper_source(
+    (d / "accel_io.sv").write_text(wrap.wrapper_source(
         "accel_io", whole, {}, in_w, acc.out_per_beat, acc.elem_out.width, port.width,
         acc.elem_out.signed))
-    (d / "accel_io_sim.sv").write_text(stitch.sim_adapter_source("accel_io", in_w, out_w))
+    (d / "accel_io_sim.sv").write_text(wrap.sim_adapter_source("accel_io", in_w, out_w))
     files = [*(d / "accel.f").read_text().split(), d / "accel_io.sv", d / "accel_io_sim.sv"]
     (d / "accel_io.f").write_text("".join(f"{f}\n" for f in files))
     return "accel_io_sim", d / "accel_io.f"

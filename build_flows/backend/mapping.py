@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from build_flows import finn_env
+from build_flows.backend.addrequant import AddRequant
 from build_flows.backend.elem import Elem
 from build_flows.backend.matrix import matrix_unit
 from build_flows.checks import BuildError
@@ -41,7 +42,9 @@ finn_env.prepare()
 
 from finn.custom_op.fpgadataflow.convolutioninputgenerator import \
     ConvolutionInputGenerator  # noqa: E402
+from finn.custom_op.fpgadataflow.duplicatestreams import DuplicateStreams  # noqa: E402
 from finn.custom_op.fpgadataflow.fmpadding import FMPadding  # noqa: E402
+from finn.custom_op.fpgadataflow.globalaccpool import GlobalAccPool  # noqa: E402
 from finn.custom_op.fpgadataflow.labelselect import LabelSelect  # noqa: E402
 from finn.custom_op.fpgadataflow.matrixvectoractivation import MVAU  # noqa: E402
 from finn.custom_op.fpgadataflow.pool import Pool  # noqa: E402
@@ -69,6 +72,8 @@ class NodeType:
     port_offset: Callable[[Any, Any], int] | None = None
     swap_attrs: dict[str, Any] = field(default_factory=dict)
     op_methods: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    #: input streams; a unit fn of a two-input node takes the second input's encoding too
+    inputs: int = 1
 
 
 def _attr(inst: Any, name: str) -> Any:
@@ -172,6 +177,41 @@ def label_select_unit(model: Any, node: Any, elem_in: Elem) -> tuple[units.Unit,
                               elem_in.signed, odt.bitwidth()), Elem(odt.bitwidth())
 
 
+def dup_unit(model: Any, node: Any, elem_in: Elem) -> tuple[units.Unit, Elem]:
+    """DuplicateStreams (a fork of two) -> ``dup``: each beat to both outputs."""
+    inst = getCustomOp(node)
+    if _attr(inst, "NumOutputStreams") != 2:
+        raise BuildError(f"node {node.name}: a fork of {_attr(inst, 'NumOutputStreams')} "
+                         "streams; our dup unit makes two")
+    return units.dup(node.name, _attr(inst, "PE") * elem_in.width), elem_in
+
+
+def accpool_unit(model: Any, node: Any, elem_in: Elem) -> tuple[units.Unit, Elem]:
+    """GlobalAccPool -> ``accpool``: per channel the sum over the map."""
+    inst = getCustomOp(node)
+    vecs = list(_attr(inst, "numInputVectors"))
+    u = units.accpool(node.name, _attr(inst, "NumChannels"), _attr(inst, "PE"),
+                      int(vecs[-1] * vecs[-2]), elem_in.width, elem_in.signed)
+    return u, Elem(u.params["OUT_W"], elem_in.signed)
+
+
+def requant_unit(model: Any, node: Any, elem_in: Elem,
+                 elem_z: Elem | None = None) -> tuple[units.Unit, Elem]:
+    """AddRequant -> ``requant`` (two inputs: fed by a ``zip`` of them, which
+    :func:`build_flows.backend.accel.graph_units` puts in front)."""
+    inst = getCustomOp(node)
+    two = _attr(inst, "NumInputs") > 1
+    lo, hi = _attr(inst, "outLo"), _attr(inst, "outHi")
+    odt = DataType[_attr(inst, "outputDataType")]
+    out = Elem(odt.bitwidth(), lo < 0)
+    z = elem_z if two else None
+    u = units.requant(node.name, inst._coef("coefA"), inst._coef("coefB"), _attr(inst, "shift"),
+                      _attr(inst, "PE"), elem_in.width, elem_in.signed, out.width, lo, hi,
+                      g=inst._coef("coefG") if two else None, z_w=z.width if z else 0,
+                      z_signed=z.signed if z else True)
+    return u, out
+
+
 #: FINN hardware layer -> our RTL. The only place a node type is added.
 NODE_TYPES: dict[str, NodeType] = {
     "MVAU": NodeType(MVAU, mvau_unit, raw_range=mvau_raw_range, port_offset=mvau_port_offset,
@@ -183,6 +223,9 @@ NODE_TYPES: dict[str, NodeType] = {
         op_methods={"use_parallel_window_output": lambda self: False}),  # one SIMD group a beat
     "Pool": NodeType(Pool, pool_unit, pool_order),
     "LabelSelect": NodeType(LabelSelect, label_select_unit),
+    "DuplicateStreams": NodeType(DuplicateStreams, dup_unit),
+    "GlobalAccPool": NodeType(GlobalAccPool, accpool_unit),
+    "AddRequant": NodeType(AddRequant, requant_unit, inputs=2),
 }
 
 #: the suffixes of FINN's specializations and of our ops
@@ -207,9 +250,11 @@ def node_type(node: Any) -> NodeType:
     return NODE_TYPES[op]
 
 
-def node_unit(model: Any, node: Any, elem_in: Elem) -> tuple[units.Unit, Elem]:
-    """The unit for one dataflow node fed with ``elem_in`` elements; its output encoding."""
-    return node_type(node).unit(model, node, elem_in)
+def node_unit(model: Any, node: Any, elem_in: Elem,
+              more: tuple[Elem, ...] = ()) -> tuple[units.Unit, Elem]:
+    """The unit for one dataflow node fed with ``elem_in`` elements (and ``more`` on its
+    further inputs); its output encoding."""
+    return node_type(node).unit(model, node, elem_in, *more)
 
 
 def stream_reorders(node: Any, unit: units.Unit) -> tuple[Reorder | None, Reorder | None]:

@@ -39,7 +39,7 @@ from build_flows import finn_env
 from build_flows.backend import mapping
 from build_flows.backend.elem import Elem, decode, dtype_elem, encode, reorder_k_c
 from build_flows.checks import BuildError
-from hw import stitch, units, verilator
+from hw import units, verilator, wrap
 
 finn_env.prepare()
 
@@ -93,12 +93,18 @@ class BnnRTL(RTLBackend):
         idt = model.get_tensor_datatype(node.input[0])
         odt = model.get_tensor_datatype(node.output[0])
         elem_in = dtype_elem(idt)
-        unit, elem_out = mapping.node_unit(model, node, elem_in)
-        if unit.in_width != self.get_instream_width(0):
+        more = tuple(dtype_elem(model.get_tensor_datatype(t)) for t in node.input[1:]
+                     if model.get_initializer(t) is None)
+        unit, elem_out = mapping.node_unit(model, node, elem_in, more)
+        fin = sum(self.get_instream_width(i) for i in range(1 + len(more)))  # zipped inputs
+        if unit.in_width != fin:
             raise BuildError(f"node {node.name}: our {unit.module} takes {unit.in_width}-bit "
-                             f"beats, FINN's stream is {self.get_instream_width(0)} bits")
+                             f"beats, FINN's stream is {fin} bits")
         n_out = unit.out_width // elem_out.width
         port_ew = odt.bitwidth()
+        top = verilog_name(node.name)
+        if more or len(unit.outputs) > 1:  # a residual add (two inputs) or a fork
+            return self._generate_ports(d, top, unit, elem_in, more, elem_out)
         if n_out * port_ew != self.get_outstream_width(0):
             raise BuildError(f"node {node.name}: {n_out} x {odt.name} outputs per beat != FINN's "
                              f"{self.get_outstream_width(0)}-bit stream")
@@ -108,10 +114,9 @@ class BnnRTL(RTLBackend):
         if odt.name != "BIPOLAR" and not (odt.allowed(lo + offset) and odt.allowed(hi + offset)):
             raise BuildError(f"node {node.name}: outputs reach [{lo + offset}, {hi + offset}], "
                              f"more than {odt.name}; apply UseBnnRTL (it widens the datatype)")
-        top = verilog_name(node.name)
         files = {k: str((d / v).absolute())
                  for k, v in unit.write_memories(d, prefix=f"{top}_").items()}
-        (d / f"{top}.sv").write_text(stitch.wrapper_source(
+        (d / f"{top}.sv").write_text(wrap.wrapper_source(
             top, unit, files, self.get_instream_width_padded(0), n_out, elem_out.width, port_ew,
             elem_out.signed, offset))
         r_in, r_out = mapping.stream_reorders(node, unit)
@@ -123,6 +128,30 @@ class BnnRTL(RTLBackend):
         (d / META).write_text(json.dumps(meta, indent=1))
         self.set_nodeattr("gen_top_module", top)
         log.info("%s: %s in %s", node.name, unit.module, d / f"{top}.sv")
+
+    def _generate_ports(self, d: Path, top: str, unit: units.Unit, elem_in: Elem,
+                        more: tuple[Elem, ...], elem_out: Elem) -> None:
+        """generate_hdl for a node with two inputs (behind a zip) or two outputs."""
+        node = self.onnx_node
+        pe = unit.params.get("PE", 1)
+        if more and unit.module != "requant":
+            raise BuildError(f"node {node.name}: two inputs into {unit.module}")
+        n_in, n_out = 1 + len(more), len(unit.outputs)
+        in_w = [self.get_instream_width_padded(i) for i in range(n_in)]
+        out_w = [self.get_outstream_width_padded(i) for i in range(n_out)]
+        zw = (pe * elem_in.width, pe * more[0].width) if more else None
+        files = {k: str((d / v).absolute())
+                 for k, v in unit.write_memories(d, prefix=f"{top}_").items()}
+        (d / f"{top}.sv").write_text(wrap.ports_wrapper_source(top, unit, files, in_w, out_w, zw))
+        lib = [str(unit.source)] + ([str(units.RTL / "zip.sv")] if more else [])
+        meta = {"top": top, "module": unit.module, "library": lib, "generated": [f"{top}.sv"],
+                "memories": sorted(Path(f).name for f in files.values()),
+                "in_per_beat": pe, "out_per_beat": unit.out_width // elem_out.width,
+                "in_widths": in_w, "out_widths": out_w, "reorder_in": None, "reorder_out": None}
+        (d / META).write_text(json.dumps(meta, indent=1))
+        self.set_nodeattr("gen_top_module", top)
+        log.info("%s: %s (%d in, %d out) in %s", node.name, unit.module, n_in, n_out,
+                 d / f"{top}.sv")
 
     def get_rtl_file_list(self, abspath: bool = False) -> list[Any]:
         """The unit's module from ``hw/rtl/`` (one file shared by every node using it, as
@@ -148,12 +177,19 @@ class BnnRTL(RTLBackend):
     def prepare_rtlsim(self, behav: bool = False) -> None:
         """Compile the node's top (through a port-name adapter for our harness) with Verilator;
         rtlsim_so names the executable."""
-        top = self._meta()["top"]
+        meta = self._meta()
+        top = meta["top"]
         adapter = self._dir() / f"{top}_sim.sv"
-        adapter.write_text(stitch.sim_adapter_source(top, self.get_instream_width_padded(0),
-                                                     self.get_outstream_width_padded(0)))
-        sim = verilator.build(f"{top}_sim", [*map(Path, self.get_rtl_file_list(abspath=True)),
-                                             adapter])
+        extra = []
+        if "in_widths" in meta:  # several ports: split and zipped for the harness
+            adapter.write_text(wrap.ports_sim_adapter_source(top, meta["in_widths"],
+                                                             meta["out_widths"]))
+            extra = [units.RTL / "dup.sv", units.RTL / "zip.sv"]
+        else:
+            adapter.write_text(wrap.sim_adapter_source(top, self.get_instream_width_padded(0),
+                                                       self.get_outstream_width_padded(0)))
+        files = list(dict.fromkeys([*map(Path, self.get_rtl_file_list(abspath=True)), *extra]))
+        sim = verilator.build(f"{top}_sim", [*files, adapter])
         self.set_nodeattr("rtlsim_so", str(sim.exe))
 
     def execute_node(self, context: dict[str, np.ndarray], graph: Any) -> None:
@@ -166,6 +202,8 @@ class BnnRTL(RTLBackend):
         if not exe or not Path(exe).is_file():
             self.prepare_rtlsim()
             exe = self.get_nodeattr("rtlsim_so")
+        if "in_widths" in meta:
+            return self._execute_ports(context, meta, Path(exe))
         idt, odt = self.get_input_datatype(0), self.get_output_datatype(0)
         x = np.asarray(context[node.input[0]], dtype=np.float64)
         x = x.reshape(self.get_normal_input_shape(0))
@@ -183,6 +221,33 @@ class BnnRTL(RTLBackend):
             y = reorder_k_c(y, *meta["reorder_out"], inverse=True)
         context[node.output[0]] = y.astype(np.float32)
         return None
+
+
+    def _execute_ports(self, context: dict[str, np.ndarray], meta: dict[str, Any],
+                       exe: Path) -> None:
+        """rtlsim of a node with several ports: input beats side by side {in1, in0}, output
+        beats side by side {out1, out0} (see hw.wrap.ports_sim_adapter_source)."""
+        node = self.onnx_node
+        ins = [t for t in node.input if t in context]
+        beats = None
+        shift = 0
+        for i, (t, w) in enumerate(zip(ins, meta["in_widths"])):
+            e = dtype_elem(self.get_input_datatype(i))
+            x = np.asarray(context[t], dtype=np.float64).reshape(self.get_normal_input_shape(i))
+            b = units.beats_of(encode(x, e).reshape(-1), meta["in_per_beat"], e.width)
+            beats = b if beats is None else [a | (v << shift) for a, v in zip(beats, b)]
+            shift += w
+        eout = dtype_elem(self.get_output_datatype(0))
+        oshape = self.get_normal_output_shape(0)
+        n_out = int(np.prod(oshape)) // meta["out_per_beat"]
+        got, _, _ = verilator.run(verilator.Sim(exe, f"{meta['top']}_sim"), beats, n_out,
+                                  self._dir())
+        shift = 0
+        for t, w in zip(node.output, meta["out_widths"]):
+            part = [(g >> shift) & ((1 << w) - 1) for g in got]
+            y = decode(units.elements_of(part, meta["out_per_beat"], eout.width), eout)
+            context[t] = y.reshape(oshape).astype(np.float32)
+            shift += w
 
 
 def out_range(model: Any, node: Any, elem_out: Elem) -> tuple[int, int]:
@@ -209,11 +274,20 @@ def _op_class(op: str, nt: mapping.NodeType) -> type:
 OPS: dict[str, type] = {op: _op_class(op, nt) for op, nt in mapping.NODE_TYPES.items()}
 
 
+#: layers of ours with no FINN implementation: SpecializeLayers picks this ``_rtl`` variant,
+#: UseBnnRTL then swaps in the ``_bnn`` op
+OWN_LAYERS = ("AddRequant",)
+
+
 def register() -> None:
     """Make the ops findable by qonnx's registry and FINN's RTL-domain dictionary."""
     for cls in OPS.values():
         add_op_to_domain(DOMAIN, cls)
         finn_rtl.custom_op[cls.__name__] = cls
+    for op in OWN_LAYERS:
+        rtl = type(f"{op}_rtl", (OPS[op],), {"__module__": __name__})
+        add_op_to_domain(DOMAIN, rtl)
+        finn_rtl.custom_op[rtl.__name__] = rtl
 
 
 register()

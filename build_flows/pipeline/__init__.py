@@ -28,6 +28,7 @@ STEPS: list[tuple[str, ModelStep]] = [
     ("pre_post", F.step_pre_post),
     ("streamline", F.step_streamline),
     ("xnor_popcount", F.step_xnor_popcount),
+    ("residual", F.step_residual),
     ("round_thresholds", F.step_round_thresholds),
     ("hw_layers", F.step_hw_layers),
     ("dataflow_partition", F.step_dataflow_partition),

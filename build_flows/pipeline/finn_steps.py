@@ -2,7 +2,7 @@
 dataflow graph of FINN hardware layers, with FINN's estimates.
 
 ``qonnx_to_finn`` -> ``tidy_up`` -> ``pre_post`` (uint8 input scaling, top-1 output) ->
-``streamline`` -> ``xnor_popcount`` -> ``round_thresholds`` -> ``hw_layers`` ->
+``streamline`` -> ``xnor_popcount`` -> ``residual`` -> ``round_thresholds`` -> ``hw_layers`` ->
 ``dataflow_partition`` -> ``specialize`` -> ``folding`` -> ``minimize_bit_width`` ->
 ``estimates``; the order lives in :data:`build_flows.pipeline.STEPS`. Steps only call
 finn-plus/qonnx transformations and ours (:mod:`build_flows.pipeline.transforms`); nothing here
@@ -16,7 +16,7 @@ import logging
 import numpy as np
 
 from build_flows import checks, finn_env, reports
-from build_flows.pipeline import folding, transforms
+from build_flows.pipeline import folding, residual_graph, transforms
 from build_flows.pipeline.config import BuildConfig
 from build_flows.pipeline.graph import apply_to_dataflow, dataflow_model, tidy
 
@@ -110,6 +110,19 @@ def step_xnor_popcount(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
     model = model.transform(absorb.AbsorbScalarMulAddIntoTopK())
     model = model.transform(InferDataLayouts())
     model = tidy(model.transform(RemoveUnusedTensors()))
+    if not residual_graph.joins(model):  # residual graphs: checked after the residual step
+        checks.check_streamlined(model)
+    return model
+
+
+def step_residual(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
+    """Residual adds with their quantizers, shortcut convs, global pools and wide uniform
+    quantizers to integer forms, NHWC throughout (:mod:`build_flows.pipeline.residual`); a
+    graph without residual adds passes unchanged."""
+    if not residual_graph.joins(model):
+        return model
+    model = tidy(residual_graph.lower(model))
+    model = model.transform(InferDataLayouts())
     checks.check_streamlined(model)
     return model
 
@@ -145,6 +158,10 @@ def step_hw_layers(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
     model = model.transform(RemoveCNVtoFCFlatten())
     model = model.transform(InferDataLayouts())
     model = model.transform(absorb.AbsorbConsecutiveTransposes())  # around standalone thresholds
+    if residual_graph.forks(model):  # a residual net's shortcut streams
+        from finn.transformation.fpgadataflow.convert_to_hw.duplicate_streams import \
+            InferDuplicateStreamsLayer
+        model = tidy(model).transform(InferDuplicateStreamsLayer())
     return tidy(model)
 
 
@@ -174,9 +191,10 @@ def step_folding(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
         if cfg.folding_config is not None:
             return folding.apply(m, cfg.folding_config)
         fps = cfg.target_fps or 1000.0
-        cycles = int(1e9 / cfg.clock_ns / fps)
-        return m.transform(SetFolding(target_cycles_per_frame=max(cycles, 1),
-                                      mvau_wwidth_max=cfg.mvau_wwidth_max, two_pass_relaxation=True))
+        cycles = max(int(1e9 / cfg.clock_ns / fps), 1)
+        m = m.transform(SetFolding(target_cycles_per_frame=cycles,
+                                   mvau_wwidth_max=cfg.mvau_wwidth_max, two_pass_relaxation=True))
+        return folding.fold_own_layers(m, cycles)
     return apply_to_dataflow(model, fold, cfg.work_dir)
 
 

@@ -26,6 +26,9 @@ DIVIDES: dict[str, dict[str, str]] = {
     "StreamingMaxPool": {"PE": "NumChannels"},
     "LabelSelect": {"PE": "Labels"},
     "FMPadding": {"SIMD": "NumChannels"},
+    "DuplicateStreams": {"PE": "NumChannels"},
+    "GlobalAccPool": {"PE": "NumChannels"},
+    "AddRequant": {"PE": "NumChannels"},
 }
 ALLOWED = {"PE", "SIMD", "ram_style", "resType", "mem_mode", "runtime_writeable_weights",
            "inFIFODepths", "outFIFODepths", "depth_trigger_uram", "depth_trigger_bram",
@@ -113,3 +116,20 @@ def fifo_pins(model: Any, config: dict[str, Any] | None,
     return {name: int(attrs["inFIFODepths"][0])
             for name, attrs in validate(model, config, source).items()
             if attrs.get("inFIFODepths")}
+
+
+def fold_own_layers(model: Any, target_cycles: int) -> Any:
+    """PE of our own layers (AddRequant), which FINN's SetFolding does not know: the smallest
+    divisor of the channels whose cycles per frame meet ``target_cycles`` (else all channels)."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    for node in model.graph.node:
+        if base_op(node.op_type) != "AddRequant":
+            continue
+        inst = getCustomOp(node)
+        ch = inst.get_nodeattr("NumChannels")
+        for pe in [d for d in range(1, ch + 1) if ch % d == 0]:
+            inst.set_nodeattr("PE", pe)
+            if inst.get_exp_cycles() <= target_cycles:
+                break
+    return model

@@ -152,7 +152,7 @@ def step_resources(model: Any, cfg: BuildConfig) -> Any:
     res["finn_estimate"] = {"LUT": total.get("LUT"), "BRAM36": (total.get("BRAM_18K") or 0) / 2,
                             "DSP": total.get("DSP")}
     if cfg.per_node:
-        units_, _, _ = accel.graph_units(child)
+        units_, _, _, _ = accel.graph_units(child)
         rows = []
         (d / "per_node").mkdir(exist_ok=True)
         for u in stitch.chain(units_):

@@ -60,7 +60,7 @@ def test_tfc_every_method(tmp_path: Path, build_models, method: str) -> None:
                            "--board", "Pynq-Z2", "--target-fps", "100000", "--verify-samples", 10)
     assert rc == 0
     check_report(report, 10)
-    for name in ("report.md", "cycles.png", "steps/12_estimates/dataflow.onnx", "rtl/accel.sv",
+    for name in ("report.md", "cycles.png", "steps/13_estimates/dataflow.onnx", "rtl/accel.sv",
                  "rtl/accel.f"):
         assert (out / name).is_file(), name
     if method in ("xnor", "stochastic", "bnn_plus", "bbg"):  # per-class alpha in the last layer
@@ -129,8 +129,8 @@ def test_bad_folding_keeps_earlier_steps_then_resumes(tmp_path: Path, build_mode
         bad.write_text(json.dumps(content))
         assert run_build(*args, "--folding", bad, *(["--resume"] if out.exists() else []))[0] == 1
         assert one_line_error(capsys, message)
-        assert (out / "steps/09_specialize/done.json").is_file()
-        assert not (out / "steps/10_folding/done.json").exists()
+        assert (out / "steps/10_specialize/done.json").is_file()
+        assert not (out / "steps/11_folding/done.json").exists()
     pinned = json.loads((CONFIGS / "tfc_w1a1.json").read_text())
     pinned["MVAU_hls_2"]["inFIFODepths"] = [7]
     good = tmp_path / "pinned.json"
@@ -229,7 +229,7 @@ def test_verification_catches_a_changed_threshold(tmp_path: Path, build_models) 
     original = checks.load_onnx(build_models["tfc", "bnn"])
     inputs = verify.make_inputs(original, 10)
     ref = verify.reference(original, inputs)
-    model = ModelWrapper(str(out / "steps/06_round_thresholds/model.onnx"))
+    model = ModelWrapper(str(out / "steps/07_round_thresholds/model.onnx"))
     verify.verify_step("round_thresholds", model, inputs, ref, uint8_input=True)
     mt = model.get_nodes_by_op_type("MultiThreshold")[-1]
     t = model.get_initializer(mt.input[1])

@@ -23,7 +23,7 @@ def folded(tmp_path: Path, model: Path, config: str):
     out = tmp_path / "b"
     assert run_build("--model", model, "--out", out, "--folding", CONFIGS / config,
                      "--to-step", "minimize_bit_width", "--verify-samples", 1)[0] == 0
-    return ModelWrapper(str(out / "steps/11_minimize_bit_width/dataflow.onnx"))
+    return ModelWrapper(str(out / "steps/12_minimize_bit_width/dataflow.onnx"))
 
 
 @pytest.mark.parametrize("method", ["bnn", "si_bnn", "bnn_plus"])

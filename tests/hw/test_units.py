@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hw import model as hwm
-from hw import stitch, units, verilator
+from hw import stitch, units, verilator, wrap
 
 pytestmark = pytest.mark.verilator
 
@@ -210,9 +210,9 @@ def test_finn_interface_wrapper(tmp_path: Path, port_w: int, offset: int) -> Non
                       acc_w=acc_w)
     files = unit.write_memories(tmp_path)
     in_port = 16  # 9 bits padded to whole bytes
-    (tmp_path / "top.sv").write_text(stitch.wrapper_source(
+    (tmp_path / "top.sv").write_text(wrap.wrapper_source(
         "top", unit, files, in_port, pe, acc_w, port_w, True, offset))
-    (tmp_path / "top_sim.sv").write_text(stitch.sim_adapter_source(
+    (tmp_path / "top_sim.sv").write_text(wrap.sim_adapter_source(
         "top", in_port, -(-pe * port_w // 8) * 8))
     sim = verilator.build("top_sim", [unit.source, tmp_path / "top.sv", tmp_path / "top_sim.sv"])
     beats = hwm.mvtu_input_beats(x, simd, in_w)
