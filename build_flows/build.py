@@ -138,6 +138,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     inputs = verify.make_inputs(original, args.verify_samples, args.data_dir, args.seed)
     try:
         ref = verify.reference(original, inputs) if args.verify_samples else None
+        residual = verify.is_residual(original)
     except Exception as exc:
         raise BuildError(f"{model_path}: qonnx cannot execute the model: "
                          f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
@@ -162,7 +163,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 result = None
                 if ref is not None and name not in UNVERIFIED:
                     result = verify.verify_step(name, model, inputs, ref,
-                                                uint8_input=i >= names.index("pre_post"))
+                                                uint8_input=i >= names.index("pre_post"),
+                                                residual=residual)
         except BuildError:
             raise
         except Exception as exc:

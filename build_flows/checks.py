@@ -31,6 +31,12 @@ def load_onnx(path: Path) -> Any:
         raise BuildError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
     if not proto.graph.node:
         raise BuildError(f"{path}: not an ONNX model (empty graph)")
+    # the default domain's opset first: qonnx executes single nodes under the first entry, and
+    # Brevitas may list its custom domain first (then every ONNX op looks like opset 2)
+    order = sorted(proto.opset_import, key=lambda o: o.domain not in ("", "ai.onnx"))
+    if list(order) != list(proto.opset_import):
+        del proto.opset_import[:]
+        proto.opset_import.extend(order)
     return ModelWrapper(proto)
 
 

@@ -3,7 +3,7 @@
 ``python -m build_flows.streamline_check model.onnx [--samples N] [--json]``
 
 Runs the build's first steps (ConvertQONNXtoFINN, tidy-up, Streamline with conv lowering,
-ConvertBipolarMatMulToXnorPopcount and Streamline again), then executes the original
+ConvertBipolarMatMulToXnorPopcount and Streamline again, the residual step), then executes the original
 and the streamlined graph on ``N`` random inputs in [0, 1] and compares the logits. Exits 1 with
 one line naming the failure otherwise. The full build flow lives in ``build_flows/build.py``.
 """
@@ -26,12 +26,13 @@ log = logging.getLogger(__name__)
 
 def streamline(model: Any) -> Any:
     """The build's first steps (:mod:`build_flows.pipeline.finn_steps`): ConvertQONNXtoFINN,
-    tidy-up, streamlining with conv lowering, XNOR-popcount conversion. Raises BuildError naming
-    a node that does not streamline (float matrix products, leftover BatchNorm/Quant)."""
+    tidy-up, streamlining with conv lowering, XNOR-popcount conversion, residual adds to
+    integer units. Raises BuildError naming a node that does not streamline (float matrix
+    products, leftover BatchNorm/Quant, a residual form that cannot be made exact)."""
     from build_flows.pipeline import finn_steps as steps
 
     for fn in (steps.step_qonnx_to_finn, steps.step_tidy_up, steps.step_streamline,
-               steps.step_xnor_popcount):
+               steps.step_xnor_popcount, steps.step_residual):
         model = fn(model, None)
     return model
 

@@ -12,6 +12,16 @@ contract). Per step:
   (``a > 0``) of the reference logits, and the class index must equal the reference's first
   maximum (binary nets tie often, so the index alone proves little).
 
+Residual graphs (an add of two streams) carry 8-bit shortcut streams from quantizer to
+quantizer, so a value within float32 rounding of a quantizer threshold may land one step away
+in a reassociated graph (FINN's own QONNX-to-thresholds conversion already does this) and the
+step is added, not squashed by the next binarization. There a step passes when every logit is
+within :data:`RESIDUAL_RTOL` of the largest reference logit (one flipped 8-bit step moves a
+logit by 1e-5 to 2e-3 of it, the most where it flips in the pooled head; a wrong shortcut, scale
+or sign by its whole size) and the class equals the reference's wherever the reference's top
+two are further apart than that; the samples off by more than float32 rounding are counted in
+``mismatches``.
+
 Nodes that run on the host after the accelerator (a per-channel affine tail) are part of the
 parent graph that is executed, so verification covers them.
 """
@@ -34,6 +44,15 @@ log = logging.getLogger(__name__)
 
 DEBIAN = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
 TOP1_OPS = ("TopK", "LabelSelect", "LabelSelect_hls", "LabelSelect_bnn")
+#: residual graphs: logits within this fraction of the largest reference logit
+RESIDUAL_RTOL = 1e-2
+
+
+def is_residual(model: Any) -> bool:
+    """The graph adds two dynamic tensors (a shortcut)."""
+    return any(n.op_type == "Add" and len(n.input) == 2
+               and all(model.get_initializer(i) is None for i in n.input)
+               for n in model.graph.node)
 
 
 class VerificationError(checks.BuildError):
@@ -178,9 +197,43 @@ def affine_fit(ref: np.ndarray, got: np.ndarray) -> tuple[float, float, float]:
     return float(a), float(b), float(np.abs(a * r + b - g).max())
 
 
+def verify_residual(step: str, outs: list[np.ndarray], top1: list[np.ndarray | None],
+                    ref: np.ndarray) -> StepResult:
+    """The residual-graph check (module docstring): logits, or the top-1 input as a positive
+    affine map of them, within RESIDUAL_RTOL; classes equal away from near-ties."""
+    tol = RESIDUAL_RTOL * max(1e-12, float(np.abs(ref).max()))
+    if top1[0] is None:
+        got, a, b = np.stack(outs).astype(np.float64), 1.0, 0.0
+    else:
+        got = np.stack(top1).astype(np.float64)
+        a, b, _ = affine_fit(ref, got)
+        if not a > 0:
+            raise VerificationError(f"step {step}: the top-1 input is not a positive affine map "
+                                    f"of the reference logits (fit a={a:.6g})")
+        got = (got - b) / a
+    err = np.abs(got - ref)
+    worst = float(err.max())
+    if worst > tol:
+        i, j = np.unravel_index(int(np.argmax(err)), err.shape)
+        raise VerificationError(f"step {step}: sample {i}: logit {j} is {got[i, j]:.6g}, the "
+                                f"reference {ref[i, j]:.6g} (more than {RESIDUAL_RTOL:g} of the "
+                                "largest logit apart)")
+    off = int((err > np.stack([np.full(r.shape, logit_tolerance(r)) for r in ref])).any(1).sum())
+    if top1[0] is not None:
+        for i, (o, r) in enumerate(zip(outs, ref)):
+            best = np.flatnonzero(r >= r.max() - 2 * tol).tolist()
+            if int(o.reshape(-1)[0]) not in best:
+                raise VerificationError(f"step {step}: sample {i}: class {int(o.reshape(-1)[0])},"
+                                        f" reference {int(np.argmax(r))}")
+    what = "logits" if top1[0] is None else f"top-1 input = {a:.6g} * logits + {b:.6g}"
+    return StepResult(step, len(outs), off, worst,
+                      f"{what}, within {RESIDUAL_RTOL:g} ({off} samples off by more than float32 rounding)")
+
+
 def verify_step(step: str, model: Any, inputs: Inputs, ref: np.ndarray,
-                uint8_input: bool) -> StepResult:
-    """Compare ``model`` with the reference logits on every input; raise on the first mismatch."""
+                uint8_input: bool, residual: bool = False) -> StepResult:
+    """Compare ``model`` with the reference logits on every input; raise on the first mismatch
+    (``residual``: the tolerance of residual graphs, see the module docstring)."""
     outs, top1 = [], []
     run = runner(model)
     for img in inputs.images:
@@ -190,6 +243,8 @@ def verify_step(step: str, model: Any, inputs: Inputs, ref: np.ndarray,
         out, t_in = run(x)
         outs.append(np.asarray(out).reshape(-1))
         top1.append(None if t_in is None else np.asarray(t_in).reshape(-1))
+    if residual:
+        return verify_residual(step, outs, top1, ref)
     if top1[0] is None:  # logits out: equal up to float32 reassociation of the scales
         worst = 0.0
         for i, (o, r) in enumerate(zip(outs, ref)):

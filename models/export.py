@@ -151,10 +151,9 @@ def deployability(net: str, method: str, options: dict[str, Any] | None = None
     from models.binarize import get_method
 
     ok, how = get_method(method, **(options or {})).deployment()
-    if net == "resnet":
-        need = ("needs 8-bit shortcut streams (duplicate + add), 8-bit 1x1 downsample convs and "
-                "global pooling")
-        return False, need if ok else f"{how}; also {need}"
+    if net == "resnet" and ok:
+        how += ("; 8-bit shortcut streams forked and re-added in integer add-requantize units, "
+                "8-bit stem, 1x1 shortcut convs, global sum pooling and head")
     return ok, how
 
 

@@ -338,8 +338,12 @@ class UseBnnRTL(Transformation):
         inst.set_nodeattr("outputDataType", new.name)
         model.set_tensor_datatype(node.output[0], new)
         for consumer in model.find_consumers(node.output[0]) or []:
-            if any(a.name == "inputDataType" for a in consumer.attribute):
-                getCustomOp(consumer).set_nodeattr("inputDataType", new.name)
+            # the attribute of the input it reads (a residual add has inputDataType1 too)
+            attr = "inputDataType1" if list(consumer.input).index(node.output[0]) == 1 \
+                and any(a.name == "inputDataType1" for a in consumer.attribute) \
+                else "inputDataType"
+            if any(a.name == attr for a in consumer.attribute):
+                getCustomOp(consumer).set_nodeattr(attr, new.name)
 
 
 def generate(model: Any, directory: Path, fpgapart: str, clk_ns: float) -> Any:

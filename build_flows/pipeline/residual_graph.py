@@ -1,5 +1,6 @@
 """The graph rewrites of the ``residual`` step (the reductions are explained in
-:mod:`build_flows.pipeline.residual`): shortcut convs and global pools to integer forms, each
+:mod:`build_flows.pipeline.residual`): shortcut convs (AvgPool + 1x1, strided 1x1) and global
+pools to integer forms, each
 add and its quantizer to one AddRequant, wide uniform quantizers to one-input AddRequants,
 transposes pushed through forks and channelwise ops until the streams are NHWC."""
 
@@ -123,12 +124,59 @@ def _int_dtype(values: np.ndarray) -> Any:
 def _const_op(model: Any, op: str, src: str, c: np.ndarray, dst: str | None = None) -> str:
     from qonnx.core.datatype import DataType
 
-    cname = model.make_new_valueinfo_name()
-    model.set_initializer(cname, np.asarray(c, np.float32).reshape(-1))
+    cname = model.make_new_valueinfo_name()  # (C,) on channels-last tensors, else shaped
+    model.set_initializer(cname, np.asarray(c, np.float32))
     shape = model.get_tensor_shape(src)
     dst = dst or _tensor(model, shape, DataType["FLOAT32"])
     model.graph.node.append(helper.make_node(op, [src, cname], [dst], name=f"{op}_{dst}"))
     return dst
+
+
+def integer_matmuls(model: Any) -> Any:
+    """A MatMul by integer weights on a float tensor that is alpha q + beta of an integer q
+    (through an Im2Col without padding: a strided 1x1 shortcut conv) becomes the MatMul on q,
+    then alpha and beta times the weights' column sums: W . (alpha q + beta) =
+    alpha (W . q) + beta sum(W)."""
+    for mm in [n for n in model.graph.node if n.op_type == "MatMul"]:
+        w = model.get_initializer(mm.input[1])
+        if w is None or model.get_tensor_datatype(mm.input[0]).is_integer():
+            continue
+        w = np.asarray(w, np.float64)
+        if not np.array_equal(w, np.rint(w)):
+            continue  # check_streamlined names it
+        cols = model.find_producer(mm.input[0])
+        im2col = cols if cols is not None and cols.op_type == "Im2Col" else None
+        start = im2col.input[0] if im2col else mm.input[0]
+        if im2col is not None and any(_attr(im2col, "pad_amount", [0])):
+            raise BuildError(f"node {im2col.name}: a padded window on a float stream before "
+                             f"{mm.name}; this residual form cannot be made exact")
+        shape = model.get_tensor_shape(start)
+        try:
+            aff = R.trace(model, start, shape[-1], nchw=False)
+        except BuildError:
+            continue
+        if not (np.allclose(aff.alpha, aff.alpha[0]) and np.allclose(aff.beta, aff.beta[0])):
+            raise BuildError(f"node {mm.name}: per-channel scales before an integer-weight "
+                             "MatMul; this residual form cannot be made exact")
+        x = aff.src if aff.nhwc or len(shape) != 4 else _transpose(model, aff.src, TO_NHWC)
+        if im2col is not None:
+            out_shape = model.get_tensor_shape(im2col.output[0])
+            y = _tensor(model, out_shape, model.get_tensor_datatype(x))
+            model.graph.node.append(helper.make_node(
+                "Im2Col", [x], [y], domain=im2col.domain, name=f"{im2col.name}_int",
+                **{a.name: helper.get_attribute_value(a) for a in im2col.attribute}))
+            x = y
+        wname = model.make_new_valueinfo_name()
+        model.set_initializer(wname, w.astype(np.float32))
+        model.set_tensor_datatype(wname, _int_dtype(w))
+        acc = _tensor(model, model.get_tensor_shape(mm.output[0]),
+                      _int_dtype(np.array([-(1 << 30)])))
+        model.graph.node.append(helper.make_node("MatMul", [x, wname], [acc],
+                                                 name=f"{mm.name}_int"))
+        scaled = _const_op(model, "Mul", acc, np.full(w.shape[1], aff.alpha[0]))
+        _const_op(model, "Add", scaled, aff.beta[0] * w.sum(axis=0), dst=mm.output[0])
+        model.graph.node.remove(mm)
+    return model
 
 
 def global_pools(model: Any) -> Any:
@@ -141,7 +189,10 @@ def global_pools(model: Any) -> Any:
         if pool.op_type == "AveragePool" and list(k) != list(shape[2:]):
             continue
         c = shape[1]
-        aff = R.trace(model, pool.input[0], c, nchw=True)
+        try:
+            aff = R.trace(model, pool.input[0], c, nchw=True)
+        except BuildError:
+            continue  # not on an integer stream: what reads it is refused where it is named
         x = _nhwc(model, aff)
         n, h, w, _ = model.get_tensor_shape(x)
         idt = model.get_tensor_datatype(x)
@@ -322,7 +373,8 @@ def lower(model: Any) -> Any:
 
     if not joins(model):
         return model
-    for rewrite in (downsample_shortcuts, global_pools, fuse_joins, wide_requants, remove_dead):
+    for rewrite in (downsample_shortcuts, integer_matmuls, remove_dead, global_pools, fuse_joins,
+                    wide_requants, remove_dead):
         model = rewrite(model)
     from qonnx.transformation.general import SortGraph
 

@@ -17,8 +17,8 @@ pytestmark = [pytest.mark.finn, pytest.mark.verilator]
 
 CONFIGS = Path(__file__).resolve().parents[2] / "build_flows" / "configs"
 OPEN_STEPS = ["qonnx_to_finn", "tidy_up", "pre_post", "streamline", "xnor_popcount",
-              "round_thresholds", "hw_layers", "dataflow_partition", "specialize", "folding",
-              "minimize_bit_width", "estimates", "rtl", "rtlsim"]
+              "residual", "round_thresholds", "hw_layers", "dataflow_partition", "specialize",
+              "folding", "minimize_bit_width", "estimates", "rtl", "rtlsim"]
 GRAPH_STEPS = OPEN_STEPS[:OPEN_STEPS.index("estimates")]
 
 

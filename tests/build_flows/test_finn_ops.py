@@ -35,13 +35,14 @@ def node_by_node(model, frames: int, seed: int = 0) -> tuple[dict[str, int], str
         got = execute_onnx(model, {iname: x}, return_full_exec_context=True)
         want = execute_onnx(plain, {iname: x}, return_full_exec_context=True)
         for n in model.graph.node:
-            a = np.asarray(got[n.output[0]]).reshape(-1)
-            b = np.asarray(want[n.output[0]]).reshape(-1)
-            bad = np.flatnonzero(a != b)
-            counts[n.name] += len(bad)
-            if len(bad) and first is None:
-                i = int(bad[0])
-                first = f"{n.name} frame {f} index {i}: rtl {a[i]:g}, FINN {b[i]:g}"
+            for out in n.output:  # a fork has two
+                a = np.asarray(got[out]).reshape(-1)
+                b = np.asarray(want[out]).reshape(-1)
+                bad = np.flatnonzero(a != b)
+                counts[n.name] += len(bad)
+                if len(bad) and first is None:
+                    i = int(bad[0])
+                    first = f"{n.name} ({out}) frame {f} index {i}: rtl {a[i]:g}, FINN {b[i]:g}"
     return counts, first
 
 

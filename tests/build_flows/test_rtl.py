@@ -14,14 +14,17 @@ pytestmark = [pytest.mark.finn, pytest.mark.verilator]
 CONFIGS = Path(__file__).resolve().parents[2] / "build_flows" / "configs"
 
 
-def folded(tmp_path: Path, model: Path, config: str):
+def folded(tmp_path: Path, model: Path, config: str | None):
+    """The folded dataflow graph of ``model`` (a folding file of build_flows/configs, or None
+    for FINN's SetFolding at the default rate)."""
     from build_flows import finn_env
 
     finn_env.prepare()
     from qonnx.core.modelwrapper import ModelWrapper
 
     out = tmp_path / "b"
-    assert run_build("--model", model, "--out", out, "--folding", CONFIGS / config,
+    fold = ["--folding", CONFIGS / config] if config else []
+    assert run_build("--model", model, "--out", out, *fold,
                      "--to-step", "minimize_bit_width", "--verify-samples", 1)[0] == 0
     return ModelWrapper(str(out / "steps/12_minimize_bit_width/dataflow.onnx"))
 

@@ -201,7 +201,7 @@ def test_export_refuses_unannealed_staged_residual(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("net", "method", "options", "deployable"), [
     ("tfc", "si_bnn", {}, True), ("tfc", "sd_bnn", {"asd": "dynamic"}, False),
-    ("resnet", "bbg", {}, False)])
+    ("resnet", "bbg", {}, True), ("resnet", "sd_bnn", {"asd": "dynamic"}, False)])
 def test_export_records_deployability(tmp_path: Path, net: str, method: str, options: dict,
                                       deployable: bool) -> None:
     ckpt = synthetic_checkpoint(tmp_path / "c.pt", net, method, **options)
