@@ -78,6 +78,9 @@ def matrix_unit(model: Any, node: Any) -> MatrixUnit:
         if not np.array_equal(raw, np.rint(raw)):
             raise ValueError(f"node {node.name}: non-integer weights")
         w_bits = max(int(raw.min()).bit_length(), int(raw.max()).bit_length()) + 1
+        if inst.get_nodeattr("inputDataType") == "BIPOLAR":
+            raise ValueError(f"node {node.name}: bipolar inputs times {w_bits}-bit weights; our "
+                             "matrix unit takes bipolar inputs in XNOR mode only")
     idt = DataType[inst.get_nodeattr("inputDataType")]
     mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
     pe, simd = inst.get_nodeattr("PE"), inst.get_nodeattr("SIMD")

@@ -128,7 +128,8 @@ def test_cnv_through_finn_passes(tmp_path: Path, build_models) -> None:
 
 
 def test_unsupported_node_is_named(tmp_path: Path, build_models) -> None:
-    """A node our RTL cannot take gets an error naming it (here: an MVAU with 2-bit weights)."""
+    """A node our RTL cannot take gets an error naming it (here: an MVAU with a non-integer
+    weight)."""
     from build_flows.backend import ops as finn_ops
     from build_flows.checks import BuildError
     from qonnx.custom_op.registry import getCustomOp
@@ -136,7 +137,7 @@ def test_unsupported_node_is_named(tmp_path: Path, build_models) -> None:
     df = folded(tmp_path, build_models["tfc", "bnn"], "tfc_w1a1.json")
     node = df.graph.node[2]
     w = np.array(df.get_initializer(node.input[1]))
-    w[0, 0] = 2
+    w[0, 0] = 2.5
     getCustomOp(node).set_nodeattr("binaryXnorMode", 0)
     df.set_initializer(node.input[1], w)
     with pytest.raises((BuildError, ValueError), match=node.name):
