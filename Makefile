@@ -4,6 +4,9 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 DEMO_OUT ?= runs/demo_tfc_bnn
 DEMO_EPOCHS ?= 5
+RESNET_OUT ?= runs/demo_resnet_bnn
+RESNET_EPOCHS ?= 3
+RESNET_METHOD ?= bnn
 # Markers that need hardware or tools this kind of machine lacks skip themselves with the tool named.
 PYTEST_ARGS ?=
 # pytest-xdist workers (one per core, at most 4); each test file runs on one worker, so the
@@ -13,7 +16,7 @@ XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile
 
 BENCH_ARGS ?= --dataset fashion-mnist --nets tfc,cnv --epochs tfc=10,cnv=1
 
-.PHONY: setup demo test test-quick benchmark bench-accel clean
+.PHONY: setup demo demo-resnet test test-quick benchmark bench-accel clean
 
 setup:
 	@scripts/setup.sh
@@ -26,6 +29,17 @@ demo: setup
 	    --folding build_flows/configs/tfc_w1a1.json --verify-samples 100 --out $(DEMO_OUT)/build
 	$(PY) $(DEMO_OUT)/build/deploy/validate.py --sim --self-test \
 	    --out $(DEMO_OUT)/build/deploy/validate.json
+
+# the residual path: train the resnet briefly (10,000 training images), build it for the
+# Pynq-Z2 (FIFOs sized by simulation), stitched rtlsim on 100 test images, deploy on the simulation
+demo-resnet: setup
+	$(PY) -m models.train --net resnet --method $(RESNET_METHOD) --dataset fashion-mnist \
+	    --epochs $(RESNET_EPOCHS) --train-subset 10000 --out $(RESNET_OUT)
+	@$(PY) -m models.summary $(RESNET_OUT)
+	$(PY) build_flows/build.py --model $(RESNET_OUT)/model.onnx --board Pynq-Z2 \
+	    --verify-samples 100 --out $(RESNET_OUT)/build
+	$(PY) $(RESNET_OUT)/build/deploy/validate.py --sim --self-test \
+	    --out $(RESNET_OUT)/build/deploy/validate.json
 
 test: setup
 	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)

@@ -4,10 +4,12 @@ stitched rtlsim, synthesized with Yosys, each number beside FINN's estimate.
 ``python -m build_flows.bench --model tfc=runs/.../model.onnx --model cnv=runs/.../model.onnx``
 
 Each ``name=path`` (QONNX or checkpoint; the net decides the folding file: ``tfc`` ->
-``configs/tfc_w1a1.json``, ``cnv`` -> ``configs/cnv_w1a1_1ch.json`` or ``--folding name=file``)
+``configs/tfc_w1a1.json``, ``cnv`` -> ``configs/cnv_w1a1_1ch.json`` or ``--folding name=file``;
+other nets, e.g. ``resnet``, are folded by FINN's SetFolding for ``--target-fps name=F``)
 is built into ``<builds>/<name>`` for ``--board`` with ``--verify-samples`` test images, then
-``<out>/accel_<board>.json``, ``.md`` and ``.png`` (measured against estimated cycles per frame,
-LUT and BRAM36) are written. Builds resume, so a second run only re-reads the reports.
+``<out>/<stem>.json``, ``.md`` and ``.png`` (``--stem``, default ``accel_<board>``: measured
+against estimated cycles per frame, LUT and BRAM36, and every FIFO's depth as sized by
+simulation) are written. Builds resume, so a second run only re-reads the reports.
 """
 
 from __future__ import annotations
@@ -50,12 +52,13 @@ def row(name: str, report: dict[str, Any]) -> dict[str, Any]:
             "BRAM36": res["BRAM36"], "DSP": res["DSP"], "finn_LUT": fe["LUT"],
             "finn_BRAM36": fe["BRAM36"], "tool": res["tool"],
             "yosys_seconds": res["seconds"], "sim_seconds": perf["sim_seconds"],
-            "verilator_build_seconds": report["rtl"]["verilator_build_seconds"]}
+            "verilator_build_seconds": report["rtl"]["verilator_build_seconds"],
+            "fifo_sizing": report["rtl"].get("fifo_sizing")}
 
 
-def write(rows: list[dict[str, Any]], out: Path, board: str) -> None:
+def write(rows: list[dict[str, Any]], out: Path, board: str, stem_name: str | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"accel_{board.lower()}"
+    stem = out / (stem_name or f"accel_{board.lower()}")
     stem.with_suffix(".json").write_text(json.dumps(
         {"machine": platform.platform(), "rows": rows}, indent=2, default=float) + "\n")
     lines = [f"# Stitched accelerators on {board} (our RTL, Verilator, Yosys)", "",
@@ -74,6 +77,17 @@ def write(rows: list[dict[str, Any]], out: Path, board: str) -> None:
             f"{r['cycles_per_frame']:,.1f} ({r['estimated_cycles_per_frame']:,}) | "
             f"{r['fps']:,.0f} | {r['latency_cycles']:,} | {r['LUT']:,} ({r['finn_LUT']:,.0f}) | "
             f"{r['FF']:,} | {r['BRAM36']:g} ({r['finn_BRAM36']:g}) | {r['DSP']} |")
+    for r in rows:
+        fs = r.get("fifo_sizing")
+        if not fs:
+            continue
+        lines += ["", f"FIFOs of {r['design']}, sized by Verilator simulation: {len(fs['fifos'])} "
+                  f"FIFOs, {fs['bits']:,} bits; {fs['cycles_per_frame']:,.0f} cycles per frame "
+                  f"at full flow against the bottleneck {fs['bottleneck']}'s ideal "
+                  f"{fs['ideal_cycles']:,} ({100 * fs['efficiency']:.1f} %).", "",
+                  "| FIFO | width | depth | bits | peak occupancy |", "|---|---|---|---|---|"]
+        lines += [f"| {f['name']} | {f['width']} | {f['depth']:,} | {f['bits']:,} | {f['peak']} |"
+                  for f in fs["fifos"]]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     plot(rows, stem.with_suffix(".png"))
 
@@ -105,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--model", action="append", required=True, help="name=model.onnx|.pt")
     ap.add_argument("--folding", action="append", default=[], help="name=folding.json")
+    ap.add_argument("--target-fps", action="append", default=[], help="name=FPS (no folding file)")
+    ap.add_argument("--stem", help="output file stem (default accel_<board>)")
     ap.add_argument("--board", default="Pynq-Z2")
     ap.add_argument("--verify-samples", type=int, default=100)
     ap.add_argument("--builds", type=Path, default=Path("builds/bench"))
@@ -112,20 +128,24 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     foldings = pairs(args.folding, "--folding")
+    rates = pairs(args.target_fps, "--target-fps")
     rows = []
     for name, model in pairs(args.model, "--model").items():
         net = name.split("_")[0]
-        fold = foldings.get(name) or str(CONFIGS / DEFAULT_FOLDING.get(net, ""))
+        fold = foldings.get(name) or (str(CONFIGS / DEFAULT_FOLDING[net])
+                                      if net in DEFAULT_FOLDING else None)
+        how = ["--folding", fold] if fold else (["--target-fps", rates[name]] if name in rates
+                                               else [])
         out = args.builds / args.board / name
-        argv_ = ["--model", model, "--board", args.board, "--folding", fold, "--out", str(out),
+        argv_ = ["--model", model, "--board", args.board, *how, "--out", str(out),
                  "--verify-samples", str(args.verify_samples)]
         if (out / "state.json").is_file():
             argv_.append("--resume")
-        log.info("building %s (%s)", name, fold)
+        log.info("building %s (%s)", name, " ".join(how) or "SetFolding at the default rate")
         if build.main(argv_) != 0:
             return 1
         rows.append(row(name, json.loads((out / "report.json").read_text())))
-    write(rows, args.out, args.board)
+    write(rows, args.out, args.board, args.stem)
     return 0
 
 

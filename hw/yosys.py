@@ -71,14 +71,22 @@ def parse_stat(text: str) -> dict[str, Any]:
             "cells": dict(sorted(cells.items()))}
 
 
+def _literal(value: Any) -> str:
+    """A parameter value for ``chparam``: strings quoted, negative integers as 32-bit signed
+    hex literals (Yosys 0.23 cannot decode ``-128``)."""
+    if isinstance(value, str):
+        return f'"{value}"'
+    v = int(value)
+    return f"32'sh{v & 0xFFFFFFFF:08X}" if v < 0 else str(v)
+
+
 def synth(top: str, sources: list[Path], params: dict[str, Any], family: str = "zynq7",
           workdir: Path | None = None, timeout: float = 1800) -> dict[str, Any]:
     """Synthesize ``top`` with ``params`` for a board family; memory files are read from
     ``workdir`` (where ``$readmemh`` looks). Returns the resource counts and the tool."""
     fam = FAMILIES.get(family, family)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="bnnforge_yosys_"))
-    chparam = " ".join(f"-set {k} {v}" if not isinstance(v, str) else f'-set {k} "{v}"'
-                       for k, v in params.items())
+    chparam = " ".join(f"-set {k} {_literal(v)}" for k, v in params.items())
     script = "; ".join([*(f"read_verilog -defer -sv {Path(s).resolve()}" for s in sources),
                         f"chparam {chparam} {top}" if chparam else "",
                         f"synth_xilinx -family {fam} -top {top}", "tee -q -o stat.txt stat"])

@@ -7,9 +7,10 @@ rtlsim of every residual node type; the refusals of forms the flow cannot make e
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -41,13 +42,23 @@ def resnet_models(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("method", ["bnn", "bbg", "si_bnn"])
 def test_resnet_builds_with_zero_mismatches(tmp_path: Path, resnet_models, method: str) -> None:
+    """Through rtlsim on real images; the bnn one also through its deployment package, whose
+    driver runs on the simulation (validate.py --sim --self-test)."""
+    deploy = method == "bnn"
     rc, report = run_build("--model", resnet_models[method], "--out", tmp_path / "b",
-                           "--board", "Pynq-Z2", "--verify-samples", 6)
+                           "--board", "Pynq-Z2", "--verify-samples", 6,
+                           *(["--to-step", "deploy"] if deploy else []))
     assert rc == 0
     assert report["verification"]["inputs"].startswith("fashion-mnist test images")
     check_residual_report(report, 6)
     ops = set(report["rtl"]["finn_nodes"].values())
     assert {"AddRequant_bnn", "DuplicateStreams_bnn", "GlobalAccPool_bnn"} <= ops, ops
+    if deploy:
+        proc = subprocess.run([sys.executable, str(tmp_path / "b/deploy/validate.py"),
+                               "--sim", "--self-test", "--out", str(tmp_path / "v.json")],
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-500:]
+        assert "6 frames, 0 mismatches" in proc.stdout + proc.stderr
 
 
 class Block(nn.Module):

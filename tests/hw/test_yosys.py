@@ -64,3 +64,13 @@ def test_weight_memory_follows_ram_style(tmp_path: Path, ram_style: str, bram: b
     assert 0 < res["LUT"] <= 3 * pe * simd + 120 + (0 if bram else mw * mh // 16), res
     assert res["FF"] > pe * 7 and res["DSP"] == 0
     assert "synth_xilinx -family xc7" in res["tool"] and res["tool"].startswith("Yosys")
+
+
+def test_negative_parameters_reach_the_design(tmp_path: Path) -> None:
+    """A requantizer clamping to [-4, 3] (negative LO): Yosys gets the value, not an error."""
+    from hw import units
+
+    u = units.requant("r", np.array([3, -5]), np.array([7, -9]), 2, 2, 6, True, 3, -4, 3)
+    files = u.write_memories(tmp_path)
+    res = yosys.synth("requant", [u.source], {**u.params, **files}, workdir=tmp_path)
+    assert res["LUT"] > 0
