@@ -5,7 +5,9 @@ the residual forms the flow cannot make exact, refused with the node named."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -54,6 +56,7 @@ def brevitas_resnet(widths: tuple[int, int] = (12, 20), side: int = 16) -> nn.Mo
     from brevitas.quant import Int8ActPerTensorFloat, Int8WeightPerTensorFloat
 
     w0, w1 = widths
+    torch.manual_seed(5)  # the weights too: every run builds the same net
     model = nn.Sequential(
         QuantIdentity(act_quant=Int8ActPerTensorFloat),
         QuantConv2d(1, w0, 3, padding=1, bias=False, weight_quant=Int8WeightPerTensorFloat),
@@ -61,7 +64,6 @@ def brevitas_resnet(widths: tuple[int, int] = (12, 20), side: int = 16) -> nn.Mo
         Block(w0, w0, 1), Block(w0, w1, 2),
         nn.AvgPool2d(side // 2), QuantIdentity(act_quant=Int8ActPerTensorFloat), nn.Flatten(),
         QuantLinear(w1, 10, bias=False, weight_quant=Int8WeightPerTensorFloat))
-    torch.manual_seed(5)
     randomize_bn(model, data=torch.rand(32, 1, side, side))
     return model.eval()
 
@@ -125,16 +127,39 @@ def test_residual_forms_that_cannot_be_exact_are_refused(tmp_path: Path, capsys,
 
     from tests.build_flows.test_build import one_line_error
 
+    torch.manual_seed(1)
     model = nn.Sequential(
         QuantIdentity(act_quant=Int8ActPerTensorFloat),
         QuantConv2d(1, 8, 3, padding=1, bias=False, weight_quant=Int8WeightPerTensorFloat),
         nn.BatchNorm2d(8), QuantIdentity(act_quant=Int8ActPerTensorFloat), Odd(8, form),
         nn.Identity() if form == "no_quant" else QuantIdentity(act_quant=Int8ActPerTensorFloat),
         nn.AvgPool2d(8), nn.Flatten())
-    torch.manual_seed(1)
     randomize_bn(model, data=torch.rand(16, 1, 8, 8))
     path = export_plain(model.eval(), tmp_path / f"{form}.onnx", side=8)
     rc, _ = run_build("--model", path, "--out", tmp_path / "b", "--to-step", "residual",
                       "--verify-samples", 2)
     assert rc == 1
     assert one_line_error(capsys, message)
+
+
+def test_one_input_requant_fit_is_checked_on_every_input() -> None:
+    """A uniform 255-threshold quantizer on a wide integer stream: the shift-and-add form equals
+    it on every input value; with one threshold moved off the grid (as float32 rounding does),
+    the closest form differs on a few inputs next to thresholds, by one step each."""
+    from build_flows.pipeline import residual as R
+
+    lo, hi = -20_000, 20_000
+    t = np.ceil(-12_345.6 + 97.31 * np.arange(255))[None, :]
+    node = SimpleNamespace(name="MultiThreshold_stem")
+    q = R.fit_exact(t, np.array([lo]), np.array([hi]), -128, node)
+    x = np.arange(lo, hi + 1)
+    want = -128 + (x[:, None] >= t[0][None, :]).sum(1)
+    assert np.array_equal(np.clip((q.a[0] * x + q.b[0]) >> q.shift, q.lo, q.hi), want)
+    off = t.copy()
+    off[0, 100] += 1
+    q = R.fit_exact(off, np.array([lo]), np.array([hi]), -128, node)
+    want = -128 + (x[:, None] >= off[0][None, :]).sum(1)
+    got = np.clip((q.a[0] * x + q.b[0]) >> q.shift, q.lo, q.hi)
+    bad = np.flatnonzero(got != want)
+    assert 1 <= len(bad) <= 3 and np.abs(got - want).max() == 1, x[bad]
+    assert np.abs(x[bad][:, None] - off[0][None, :]).min(axis=1).max() <= 1
