@@ -127,6 +127,12 @@ def per_channel_tail(model: Any) -> list[str]:
     return [n.name for n in chain]
 
 
+def residual_adds(model: Any) -> list[Any]:
+    """Add nodes of two dynamic tensors: the joins of residual shortcuts."""
+    return [n for n in model.graph.node if n.op_type == "Add" and len(n.input) == 2
+            and all(model.get_initializer(i) is None for i in n.input)]
+
+
 def check_streamlined(model: Any) -> None:
     """After streamlining, every matrix product must be on integer/bipolar data, no float
     BatchNorm/Conv/Quant may remain, and signs must have become thresholds."""

@@ -50,9 +50,7 @@ RESIDUAL_RTOL = 1e-2
 
 def is_residual(model: Any) -> bool:
     """The graph adds two dynamic tensors (a shortcut)."""
-    return any(n.op_type == "Add" and len(n.input) == 2
-               and all(model.get_initializer(i) is None for i in n.input)
-               for n in model.graph.node)
+    return bool(checks.residual_adds(model))
 
 
 class VerificationError(checks.BuildError):

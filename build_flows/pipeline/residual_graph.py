@@ -13,7 +13,7 @@ import numpy as np
 from onnx import TensorProto, helper
 
 from build_flows.backend.addrequant import DOMAIN as HW_DOMAIN
-from build_flows.checks import BuildError
+from build_flows.checks import BuildError, residual_adds
 from build_flows.pipeline import residual as R
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,8 @@ def _nhwc(model: Any, aff: R.Affine) -> str:
 
 
 def joins(model: Any) -> list[Any]:
-    """Add nodes of two dynamic tensors."""
-    return [n for n in model.graph.node if n.op_type == "Add" and len(n.input) == 2
-            and all(model.get_initializer(i) is None for i in n.input)]
+    """Add nodes of two dynamic tensors (:func:`build_flows.checks.residual_adds`)."""
+    return residual_adds(model)
 
 
 def forks(model: Any) -> list[str]:
@@ -348,11 +347,9 @@ def push_transposes(model: Any) -> Any:
                     cons.input[0] = src
                     cons.output[0] = mid
                     if cons.op_type == "MultiThreshold":
-                        cons.attribute.append(helper.make_attribute("data_layout", "NHWC")) \
-                            if _attr(cons, "data_layout") is None else None
-                        for a in cons.attribute:
-                            if a.name == "data_layout":
-                                a.s = b"NHWC"
+                        for a in [a for a in cons.attribute if a.name == "data_layout"]:
+                            cons.attribute.remove(a)
+                        cons.attribute.append(helper.make_attribute("data_layout", "NHWC"))
                     else:
                         cname = cons.input[1]
                         cval = np.asarray(model.get_initializer(cname))
