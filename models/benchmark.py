@@ -81,7 +81,7 @@ def row_name(run: dict[str, Any]) -> str:
 
 def check_config(saved: dict[str, Any], cfg: TrainConfig, where: Path) -> None:
     """A run dir may only be resumed or tabulated for the config it was trained with."""
-    if saved != cfg.to_dict():
+    if TrainConfig.from_dict(saved).to_dict() != cfg.to_dict():
         raise ValueError(f"{where} holds a run with another config; remove it or use --runs")
 
 
@@ -335,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                 for seed in seeds:
                     cfg = TrainConfig(net=net, method=method, method_options=options,
                                       dataset=args.dataset, in_shape=(c, side, side),
-                                      num_classes=10, epochs=epochs[net], seed=seed)
+                                      num_classes=10, epochs=epochs[net], seed=seed,
+                                      train_subset=args.train_subset)
                     run = run_dir(args.runs, args.dataset, net, name, seed)
                     log.info("[%d/%d] %s %s seed %d: %d epochs -> %s", len(results) + 1,
                              len(nets) * len(methods) * len(seeds), net, name, seed,

@@ -26,6 +26,16 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def write_json(path: str | Path, data: Any) -> None:
+    """Write ``data`` as indented JSON atomically (an interruption leaves the old file whole)."""
+    import json
+
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`, with errors naming the file."""
     path = Path(path)
@@ -45,6 +55,10 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any], dict[str, A
     from models.nets import build_net
 
     ckpt = load_checkpoint(path)
-    model = build_net(ckpt["config"])
-    model.load_state_dict(ckpt["model"])
+    try:
+        model = build_net(ckpt["config"])
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a usable bnnforge checkpoint ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else exc!r})") from None
     return model.eval(), ckpt["config"], ckpt

@@ -22,6 +22,7 @@ import pickle
 import struct
 import tarfile
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +132,7 @@ def _open_bytes(path: Path) -> bytes:
         return gzip.decompress(raw) if path.suffix == ".gz" else raw
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DatasetError(f"{path}: corrupt or truncated gzip file ({exc})") from None
 
 
@@ -301,11 +302,16 @@ def load_dataset(name: str, split: str, data_dir: str | Path = "data", pad_to: i
         images = np.concatenate([p[0] for p in parts])
         labels = np.concatenate([p[1] for p in parts])
         source = str(root)
+        if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < 10:
+            raise DatasetError(f"{root}: CIFAR-10 labels outside 0..9 in {', '.join(files)}")
     else:
         root = _idx_dir(name, data_dir, allow_download)
         img_file, lbl_file = IDX_FILES[split]
         images, labels = read_idx_pair(root / img_file, root / lbl_file)
         source = str(root)
+        if len(labels) and int(labels.max()) >= len(CLASSES[name]):  # a corrupt label file
+            raise DatasetError(f"{root / lbl_file}: label {int(labels.max())} is not one of "
+                               f"{name}'s {len(CLASSES[name])} classes")
     pad = 0
     if pad_to is not None and pad_to != images.shape[-1]:
         if pad_to < images.shape[-1] or (pad_to - images.shape[-1]) % 2:

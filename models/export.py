@@ -21,8 +21,11 @@ import importlib.util
 import io
 import json
 import logging
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,9 @@ import numpy as np
 import onnx
 import torch
 from torch import nn
+
+from hw.contract import (DataDir, Float, InFile, Int, Interrupted, OutFile, interruptible, parse,
+                         refuse)
 
 log = logging.getLogger("models.export")
 
@@ -96,19 +102,21 @@ def export_model(model: nn.Module, in_shape: tuple[int, ...], out_path: str | Pa
     out_path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     dummy = torch.rand(1, *in_shape)
-    raw = out_path.with_suffix(".raw.onnx")
     chatter = io.StringIO()  # torch.onnx prints its progress to stdout
     onnx_log = logging.getLogger("torch.onnx")
     level = onnx_log.level
-    onnx_log.setLevel(logging.ERROR)  # "torchvision is not installed" notices
-    try:
-        with torch.no_grad(), contextlib.redirect_stdout(chatter):
-            export_qonnx(model, input_t=dummy, export_path=str(raw))
-    finally:
-        onnx_log.setLevel(level)
-    log.debug(chatter.getvalue())
-    cleanup(str(raw), out_file=str(out_path))
-    raw.unlink()
+    # torch's exporter may write its weights beside the raw file (``.onnx.data``): the raw
+    # export lives in a directory of its own that goes away with it
+    with tempfile.TemporaryDirectory(prefix="bnnforge-export-") as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        onnx_log.setLevel(logging.ERROR)  # "torchvision is not installed" notices
+        try:
+            with torch.no_grad(), contextlib.redirect_stdout(chatter):
+                export_qonnx(model, input_t=dummy, export_path=str(raw))
+        finally:
+            onnx_log.setLevel(level)
+        log.debug(chatter.getvalue())
+        cleanup(str(raw), out_file=str(out_path))
     onnx_model = onnx.load(str(out_path))
     del onnx_model.metadata_props[:]
     for key, value in (metadata or {}).items():
@@ -191,16 +199,21 @@ def check_streamlines(path: str | Path, samples: int = 3, timeout: float = 900) 
 
 def export_checkpoint(checkpoint: str | Path, out_path: str | Path, data_dir: str | Path = "data",
                       parity_samples: int = 20, tol: float = 1e-5,
-                      finn_check: bool = True) -> dict[str, Any]:
+                      finn_check: bool = True, force: bool = False) -> dict[str, Any]:
     """Export a training checkpoint to QONNX and run the parity (and FINN) checks.
 
+    The model is exported and checked in a temporary directory and moved to ``out_path`` only
+    when every check passed: a failed export leaves nothing, a successful one replaces the file
+    at once. An existing ``out_path`` is replaced only with ``force``.
     Returns a summary dict; raises :class:`ExportError` when a check fails.
     """
+    from models.binarize import get_method
     from models.checkpoint import load_model
     from models.data import load_dataset
 
-    from models.binarize import get_method
-
+    out_path = Path(out_path)
+    if out_path.exists() and not force:
+        raise ValueError(f"{out_path} exists: give --force to replace it (nothing was written)")
     model, config, _ = load_model(checkpoint)
     method = get_method(config["method"], **config.get("method_options", {}))
     try:
@@ -216,16 +229,33 @@ def export_checkpoint(checkpoint: str | Path, out_path: str | Path, data_dir: st
                           pad_to=config["in_shape"][-1])
     meta = metadata_for(config, ds.classes, ds.pad,
                         {"deployable": str(deployable).lower(), "deployment": how})
-    path = export_model(exportable, tuple(config["in_shape"]), out_path, meta)
+    with tempfile.TemporaryDirectory(prefix="bnnforge-export-") as tmp:
+        staged = export_model(exportable, tuple(config["in_shape"]), Path(tmp) / out_path.name,
+                              meta)
+        summary = check_export(staged, out_path, model, ds, config, parity_samples, tol,
+                               finn_check, deployable, how)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        part = out_path.with_name(out_path.name + ".part")
+        shutil.copyfile(staged, part)
+        os.replace(part, out_path)
+    log.info("wrote %s", out_path)
+    return summary
+
+
+def check_export(path: Path, final: Path, model: nn.Module, ds: Any, config: dict[str, Any],
+                 parity_samples: int, tol: float, finn_check: bool, deployable: bool,
+                 how: str) -> dict[str, Any]:
+    """The parity check of the export at ``path`` (reported under its ``final`` name), and the
+    finn-plus streamlining check where it applies."""
     images = ds.images[:parity_samples].float() / 255.0
     parity = check_parity(path, model, images, tol)
     if not parity.ok:
         raise ExportError(
-            f"{path}: QONNX execution differs from PyTorch: max |diff| {parity.max_abs_diff:.3g} "
+            f"{final}: QONNX execution differs from PyTorch: max |diff| {parity.max_abs_diff:.3g} "
             f"> {tol:g} x {parity.scale:.3g} (largest |logit|) on test sample "
             f"{parity.worst_sample}")
     log.info("parity: %d test images, max |diff| %.3g", parity.samples, parity.max_abs_diff)
-    summary: dict[str, Any] = {"onnx": str(path), "parity": vars(parity) | {"ok": parity.ok},
+    summary: dict[str, Any] = {"onnx": str(final), "parity": vars(parity) | {"ok": parity.ok},
                                "deployable": deployable, "deployment": how}
     log.info("%s %s: %s%s", config["net"], config["method"],
              "deployable: " if deployable else "not deployable yet: ", how)
@@ -239,30 +269,52 @@ def export_checkpoint(checkpoint: str | Path, out_path: str | Path, data_dir: st
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point."""
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m models.export", description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", help="checkpoint.pt written by models.train")
-    ap.add_argument("--out", help="output ONNX path")
+    ap.add_argument("--checkpoint", type=InFile("training checkpoint", (".pt",)),
+                    help="checkpoint.pt written by models.train")
+    ap.add_argument("--out", type=OutFile(".onnx"), help="output ONNX path")
+    ap.add_argument("--force", action="store_true", help="replace an existing --out file")
     ap.add_argument("--methods", action="store_true",
                     help="print, per registered method, whether its graphs deploy now, and exit")
-    ap.add_argument("--data-dir", default="data", help="dataset directory (default: data)")
-    ap.add_argument("--parity-samples", type=int, default=20)
-    ap.add_argument("--tol", type=float, default=1e-5)
+    ap.add_argument("--data-dir", type=DataDir(), default="data",
+                    help="dataset directory (default: data)")
+    ap.add_argument("--parity-samples", type=Int(1, 10_000), default=20)
+    ap.add_argument("--tol", type=Float(0.0), default=1e-5)
     ap.add_argument("--no-finn-check", action="store_true",
                     help="skip the finn-plus ConvertQONNXtoFINN + Streamline check")
-    args = ap.parse_args(argv)
-    from models import setup_logging
+    return ap
 
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point: exit 0, 1 (a check failed; nothing written), 2 (refused options) or
+    128 + signal (interrupted; nothing written)."""
+    from models import setup_logging
+    from models.checkpoint import load_checkpoint
+
+    ap = build_parser()
+    args, _ = parse(ap, argv)
     setup_logging()
     if args.methods:
         print(deployability_table())
         return 0
     if not args.checkpoint or not args.out:
         ap.error("--checkpoint and --out are required (or --methods)")
+    if args.out.exists() and not args.force:
+        return refuse(ap.prog, f"{args.out} exists: give --force to replace it "
+                               "(nothing was written)")
     try:
-        summary = export_checkpoint(args.checkpoint, args.out, args.data_dir,
-                                    args.parity_samples, args.tol, not args.no_finn_check)
+        load_checkpoint(args.checkpoint)
+    except (FileNotFoundError, ValueError) as exc:
+        return refuse(ap.prog, str(exc))
+    try:
+        with interruptible():
+            summary = export_checkpoint(args.checkpoint, args.out, args.data_dir,
+                                        args.parity_samples, args.tol, not args.no_finn_check,
+                                        force=args.force)
+    except Interrupted as exc:
+        log.error("interrupted (%s): nothing written to %s", exc, args.out)
+        return exc.exit_status
     except (ExportError, FileNotFoundError, ValueError) as exc:
         log.error("export failed: %s", exc)
         return 1

@@ -7,10 +7,9 @@ from the checkpoint of epoch e therefore continues bit-identically to an uninter
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from models.binarize import BinarizationMethod, binary_weight_layers, get_method
-from models.checkpoint import load_checkpoint, save_checkpoint
+from models.checkpoint import load_checkpoint, save_checkpoint, write_json
 from models.data import ImageDataset, batches
 from models.nets import build_net
 from models.plots import plot_curves
@@ -48,11 +47,22 @@ class TrainConfig:
     weight_decay: float = 0.0  #: Adam weight decay (methods may exclude parameters)
     loss: str = "ce"  #: ce (cross-entropy) or sqr_hinge (squared hinge on +-1 targets)
     seed: int = 0  #: seeds initialization, batch order, augmentation and dropout
+    train_subset: int = 0  #: train on the first N training images (0: all)
+    test_subset: int = 0  #: test on the first N test images (0: all)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["in_shape"] = list(self.in_shape)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """The config a checkpoint recorded (fields it predates take their defaults)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training config field(s) {unknown}")
+        return cls(**{**d, "in_shape": tuple(d["in_shape"])})
 
 
 def sqr_hinge_loss(logits: Tensor, labels: Tensor) -> Tensor:
@@ -159,12 +169,15 @@ def train(cfg: TrainConfig, train_ds: ImageDataset, test_ds: ImageDataset, out: 
           device: str | torch.device = "cpu") -> dict[str, Any]:
     """Train (or resume) into ``out``; returns the metrics dict also written to metrics.json.
 
+    ``cfg.train_subset`` / ``cfg.test_subset`` select the first images of each split.
+
     Writes ``checkpoint.pt`` after every epoch, plus ``metrics.json`` and ``curves.png``.
     ``stop_after`` ends this call after that many epochs (as an interruption would); a later
     call with ``resume=True`` continues the run. ``device`` (see :func:`resolve_device`) is
     where the model and batches live; checkpoints are device-independent, so a run can resume
     on another device (bit-identity holds only on the device that wrote the checkpoint).
     """
+    train_ds, test_ds = train_ds.subset(cfg.train_subset), test_ds.subset(cfg.test_subset)
     dev = resolve_device(device)
     if dev.type == "cuda":  # cuDNN's fastest convolution algorithms are not deterministic
         torch.backends.cudnn.deterministic = True
@@ -179,7 +192,11 @@ def train(cfg: TrainConfig, train_ds: ImageDataset, test_ds: ImageDataset, out: 
     if ckpt is not None:
         # before the optimizer exists: Brevitas re-creates a weight quantizer's tensor_quant
         # (and the parameters inside it, e.g. learned scales) when a state dict is loaded
-        model.load_state_dict(ckpt["model"])
+        try:
+            model.load_state_dict(ckpt["model"])
+        except (KeyError, RuntimeError, TypeError) as exc:
+            raise ValueError(f"{ckpt_path}: its weights do not fit the recorded "
+                             f"{cfg.net}/{cfg.method} net ({str(exc).splitlines()[0]})") from None
     model.to(dev)  # after loading, so that parameters Brevitas re-created move too
     opt = make_optimizer(model, method, cfg)
     sched = make_scheduler(opt, cfg)
@@ -258,7 +275,7 @@ def write_metrics(out: Path, cfg: TrainConfig, history: list[dict[str, Any]]) ->
         "config": cfg.to_dict(),
         "history": history,
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json(out / "metrics.json", metrics)
     if history:
         plot_curves(history, out / "curves.png",
                     f"{cfg.net.upper()} {cfg.method} on {cfg.dataset}")

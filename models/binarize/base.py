@@ -13,6 +13,7 @@ Convention (shared with qonnx and FINN): sign(x) = +1 for x >= 0, else -1.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -169,7 +170,27 @@ class BinarizationMethod:
         if unknown:
             raise ValueError(f"method {self.key!r} has no option(s) {sorted(unknown)}; "
                              f"known: {sorted(self.defaults) or 'none'}")
+        for name, value in options.items():
+            self.options_error(name, value)
         self.options = {**self.defaults, **options}
+
+    def options_error(self, name: str, value: Any) -> None:
+        """Refuse ``value`` for option ``name`` unless it has its default's type: a finite
+        number where the default is a number, a string where it is a string (ValueError naming
+        the option; ranges are the method's own checks)."""
+        default = self.defaults[name]
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, (int, float)):
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(value))
+        else:
+            ok = isinstance(value, type(default))
+        if not ok:
+            kind = ("a finite number" if isinstance(default, (int, float))
+                    and not isinstance(default, bool) else type(default).__name__)
+            raise ValueError(f"{self.key} option {name}={value!r}: expected {kind} "
+                             f"(default {default!r})")
 
     # -- layer factories ------------------------------------------------------------------
     def linear(self, in_features: int, out_features: int) -> nn.Module:

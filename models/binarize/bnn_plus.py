@@ -117,6 +117,10 @@ class BnnPlus(BinarizationMethod):
         super().__init__(**options)
         if self.options["reg"] not in ("l1", "l2"):
             raise ValueError(f"bnn_plus option reg={self.options['reg']!r}: choose 'l1' or 'l2'")
+        if not self.options["beta"] > 0:
+            raise ValueError(f"bnn_plus option beta={self.options['beta']!r} must be > 0")
+        if not self.options["lam"] >= 0:
+            raise ValueError(f"bnn_plus option lam={self.options['lam']!r} must be >= 0")
 
     @staticmethod
     def _init_alpha(layer: nn.Module) -> nn.Module:

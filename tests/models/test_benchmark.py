@@ -133,7 +133,7 @@ def test_benchmark_method_variants(tmp_path: Path, caplog) -> None:
     assert variant["history"] != by_name["bnn_plus"]["history"]
     md = (tmp_path / "out" / "methods_synthetic.md").read_text()
     assert "| `bnn_plus:beta=2:lam=0` | tfc |" in md and "| `bnn_plus` | tfc |" in md
-    refused = (("bnn_plus:gamma=1", "gamma"), ("nope", "nope"), ("bnn_plus:beta", "key=value"))
+    refused = (("bnn_plus:gamma=1", "gamma"), ("nope", "nope"), ("bnn_plus:beta", "KEY=VALUE"))
     for bad, what in refused:
         caplog.clear()
         assert main(args[:-1] + [bad]) == 1

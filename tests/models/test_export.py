@@ -174,13 +174,44 @@ def test_parity_failure_names_sample(tmp_path: Path, trained_checkpoints,
                           parity_samples=5)
 
 
-def test_cli_errors(tmp_path: Path, caplog) -> None:
-    assert main(["--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x")]) == 1
-    assert "checkpoint not found" in caplog.text
+def test_cli_errors(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x.onnx")])
+    assert exit_info.value.code == 2
+    assert "argument --checkpoint: " in capsys.readouterr().err
     bad = tmp_path / "bad.pt"
     torch.save({"hello": 1}, bad)
-    assert main(["--checkpoint", str(bad), "--out", str(tmp_path / "x")]) == 1
-    assert "not a bnnforge checkpoint" in caplog.text
+    assert main(["--checkpoint", str(bad), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "not a bnnforge checkpoint" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt"]  # nothing written
+
+
+def test_cli_keeps_what_exists_and_leaves_nothing_else(tmp_path: Path, capsys,
+                                                       monkeypatch) -> None:
+    """One file per export (no stray ``.onnx.data``); an existing one is replaced only with
+    --force; a failed check leaves no file."""
+    from models import export
+
+    ckpt = synthetic_checkpoint(tmp_path / "c.pt")
+    out = tmp_path / "out" / "m.onnx"
+    args = ["--checkpoint", str(ckpt), "--out", str(out), "--no-finn-check",
+            "--parity-samples", "2"]
+    assert main(args) == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.onnx"]
+    first = out.read_bytes()
+    assert main(args) == 2 and "m.onnx exists: give --force" in capsys.readouterr().err
+    assert out.read_bytes() == first
+
+    def failing(*_a, **_k):
+        raise ExportError("parity broke")
+
+    monkeypatch.setattr(export, "check_export", failing)
+    other = tmp_path / "other" / "m.onnx"
+    assert main([*args[:3], str(other), *args[4:]]) == 1
+    assert not other.parent.exists()
+    assert main([*args, "--force"]) == 1 and out.read_bytes() == first
+    monkeypatch.undo()
+    assert main([*args, "--force"]) == 0 and out.is_file()
 
 
 def synthetic_checkpoint(path: Path, net: str = "tfc", method: str = "bnn",
@@ -205,11 +236,13 @@ def test_export_refuses_unannealed_staged_residual(tmp_path: Path) -> None:
 def test_export_records_deployability(tmp_path: Path, net: str, method: str, options: dict,
                                       deployable: bool) -> None:
     ckpt = synthetic_checkpoint(tmp_path / "c.pt", net, method, **options)
-    summary = export_checkpoint(ckpt, tmp_path / "m.onnx", finn_check=True, parity_samples=4)
+    # the FINN check of a residual export is the residual build tests' business (a minute)
+    check = net == "tfc"
+    summary = export_checkpoint(ckpt, tmp_path / "m.onnx", finn_check=check, parity_samples=4)
     assert summary["parity"]["ok"] and summary["deployable"] is deployable
     meta = read_metadata(tmp_path / "m.onnx")
     assert meta["deployable"] == str(deployable).lower() and meta["deployment"]
-    assert ("finn" in summary) is (deployable and finn_available())
+    assert ("finn" in summary) is (check and deployable and finn_available())
 
 
 def test_cli_prints_deployability_per_method(capsys) -> None:

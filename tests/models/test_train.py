@@ -107,10 +107,11 @@ def test_cli_writes_all_outputs(tmp_path: Path) -> None:
     assert (out / "checkpoint.pt").read_bytes() == before
 
 
-def test_cli_resume_without_checkpoint_fails_clearly(tmp_path: Path, caplog) -> None:
+def test_cli_resume_without_checkpoint_fails_clearly(tmp_path: Path, capsys) -> None:
     rc = train_cli.main(["--out", str(tmp_path / "none"), "--resume", "--dataset", "synthetic"])
-    assert rc == 1
-    assert "checkpoint not found" in caplog.text
+    assert rc == 2
+    assert "none holds no run to resume" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
 
 
 def test_cnv_trains_on_padded_images(tmp_path: Path) -> None:
@@ -169,3 +170,81 @@ def check_cuda_resume(tmp_path: Path, method: str) -> None:
     on_cpu = train(cfg, tr, te, tmp_path / "cpu", resume=True, progress=False, device="cpu")
     assert [h["device"] for h in on_cpu["history"]] == ["cuda", "cuda", "cpu"]
     assert on_cpu["test_accuracy"] > 0.3, f"{method}: the resumed model still classifies"
+
+
+def test_cli_never_overwrites_a_run_unless_forced(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    base = ["--dataset", "synthetic", "--epochs", "1", "--out", str(out), "--no-export",
+            "--no-progress"]
+    assert train_cli.main(base) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert train_cli.main([*base, "--seed", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a training run (checkpoint.pt: 1 of 1 epochs): give --resume to continue " \
+           "it, or --force to replace it" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert train_cli.main([*base, "--seed", "3", "--force"]) == 0
+    assert load_checkpoint(out / "checkpoint.pt")["config"]["seed"] == 3
+
+
+def test_interrupted_cli_run_resumes_to_the_uninterrupted_result(tmp_path: Path,
+                                                                 fashion_dir: Path,
+                                                                 capsys) -> None:
+    """Ctrl-C (SIGINT) in epoch 2 stops with one line naming the checkpoint; ``--resume`` alone
+    restores every recorded option (data subsets, method options, seed, batch size) and ends
+    where an uninterrupted run ends; a differing option is refused, a longer --epochs extends."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["--net", "tfc", "--method", "bnn_plus", "--method-opt", "beta=2", "--dataset",
+            "fashion-mnist", "--train-subset", "4000", "--test-subset", "500", "--epochs", "3",
+            "--batch-size", "50", "--seed", "5", "--no-export", "--no-progress"]
+    full, split = tmp_path / "full", tmp_path / "split"
+    assert train_cli.main([*args, "--out", str(full)]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "models.train", *args, "--out", str(split)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (split / "checkpoint.pt").is_file() and proc.poll() is None:
+        assert time.time() < deadline, "no checkpoint after 300 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if "interrupted" in ln]
+    assert len(lines) == 1 and "interrupted (SIGINT): " in lines[0], err
+    assert f"holds epoch 1 of 3; continue with: python -m models.train --out {split} --resume" \
+        in lines[0]
+    assert train_cli.main(["--out", str(split), "--resume", "--lr", "0.1"]) == 2
+    assert ("--lr 0.1 differs from the run in " f"{split / 'checkpoint.pt'}, made with 0.02"
+            in capsys.readouterr().err)
+    assert train_cli.main(["--out", str(split), "--resume", "--epochs", "2"]) == 2
+    assert "resume can extend a run, not shorten it" in capsys.readouterr().err
+    # only --out and --resume: the rest comes from the checkpoint (an equal value is accepted)
+    assert train_cli.main(["--out", str(split), "--resume", "--no-progress", "--no-export",
+                           "--train-subset", "4000"]) == 0
+    a = json.loads((full / "metrics.json").read_text())
+    b = json.loads((split / "metrics.json").read_text())
+    assert b["config"] == a["config"] and b["config"]["train_subset"] == 4000
+    assert [h["train_loss"] for h in b["history"]] == [h["train_loss"] for h in a["history"]]
+    assert_same_state(load_checkpoint(full / "checkpoint.pt")["model"],
+                      load_checkpoint(split / "checkpoint.pt")["model"])
+    assert train_cli.main(["--out", str(split), "--resume", "--no-progress", "--no-export",
+                           "--epochs", "4"]) == 0
+    assert load_checkpoint(split / "checkpoint.pt")["epoch"] == 4
+
+
+@pytest.mark.parametrize(("opts", "message"), [
+    (["beta=abc"], "bnn_plus option beta='abc': expected a finite number"),
+    (["beta=-1"], "bnn_plus option beta=-1 must be > 0"),
+    (["gamma=1"], "has no option(s) ['gamma']")])
+def test_cli_method_options_are_checked_before_anything(tmp_path: Path, capsys, opts: list[str],
+                                                       message: str) -> None:
+    argv = ["--method", "bnn_plus", "--dataset", "synthetic", "--out", str(tmp_path / "run")]
+    for opt in opts:
+        argv += ["--method-opt", opt]
+    assert train_cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
