@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
+
+from hw.contract import Kind
 
 
 @dataclass(frozen=True)
@@ -52,3 +55,18 @@ def get_board(name: str) -> Board:
     if key not in BOARDS:
         raise ValueError(f"unknown board {name!r}: choose one of {', '.join(BOARDS)}")
     return BOARDS[key]
+
+
+class BoardName(Kind):
+    """A board of :data:`BOARDS` (case-insensitive); the value is the board's own name."""
+
+    metavar = "BOARD"
+
+    def __call__(self, text: str) -> str:
+        try:
+            return get_board(text).name
+        except ValueError as exc:
+            raise self.refuse(str(exc)) from None
+
+    def bad_values(self, tmp: Path) -> list[tuple[str, str]]:
+        return [("unknown", "Pynq-Z9"), ("empty", "")]

@@ -144,3 +144,53 @@ def plot_cycles(est: dict[str, Any], path: Path) -> None:
 
 def write_json(report: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(report, indent=2, default=float) + "\n")
+
+
+def target_status(target_fps: float, folding_file: bool, est: dict[str, Any],
+                  perf: dict[str, Any] | None) -> dict[str, Any] | None:
+    """For a SetFolding build (``target_fps``, the default's when None): the target, the FPS
+    reached (measured in stitched rtlsim when it ran, else FINN's estimate) and whether it is
+    reached; None for a folding file or before the estimates."""
+    if folding_file or not est:
+        return None
+    target = target_fps
+    fps, how = ((perf["fps"], "measured in stitched rtlsim") if perf else
+                (est["estimated_fps"], "FINN's estimate"))
+    return {"fps": target, "reached": bool(fps >= target), "achieved_fps": fps, "how": how}
+
+
+def log_summary(report: dict[str, Any], out: Path) -> None:
+    """The build's summary lines: estimate, target, rtlsim, performance, resources, package."""
+    est = report.get("estimates") or {}
+    if est:
+        log.info("estimated %s FPS at %s ns (bottleneck %s, %d cycles); report: %s",
+                 f"{est['estimated_fps']:,.0f}", report["clock_ns"], est["bottleneck"],
+                 est["max_cycles"], out / "report.json")
+    target = report.get("target")
+    if target and not target["reached"]:
+        log.warning("target %s FPS not reached: %s FPS (%s at %.0f MHz); FINN's folding "
+                    "could do no better on this net", f"{target['fps']:,.0f}",
+                    f"{target['achieved_fps']:,.0f}", target["how"],
+                    1000.0 / report["clock_ns"])
+    perf, res = report.get("performance"), report.get("resources")
+    sim = report["verification"].get("rtlsim")
+    if sim:
+        log.info("rtlsim: %d samples, %d mismatches", sim["samples"], sim["mismatches"])
+        if "accuracy_rtlsim" in sim:
+            log.info("accuracy on these %d test images: %.1f %% in rtlsim, %.1f %% in software "
+                     "(FINN's execution of the same graph)", sim["samples"],
+                     100 * sim["accuracy_rtlsim"], 100 * sim["accuracy_finn"])
+    if perf:
+        log.info("measured %.0f cycles per frame (estimate %s), %s FPS at %.0f MHz, latency %d "
+                 "cycles", perf["cycles_per_frame"], perf["estimated_cycles_per_frame"],
+                 f"{perf['fps']:,.0f}", perf["fclk_mhz"], perf["latency_cycles"])
+    if res:
+        log.info("resources: %d LUT, %d FF, %.1f BRAM36, %d DSP (%s)", res["LUT"], res["FF"],
+                 res["BRAM36"], res["DSP"], res["tool"])
+    dep = report.get("deploy")
+    if dep:
+        log.info("deployment package: %s (run its validate.py --sim here, or copy it to the "
+                 "board)", dep["directory"])
+    bit = report["bitfile"]
+    if bit.get("path") is None:
+        log.info("no bitfile: %s", bit.get("reason"))

@@ -34,6 +34,7 @@ import json
 import logging
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -216,8 +217,19 @@ class Accelerator:
             settings = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise DriverError(f"{path}: not valid JSON ({exc})") from None
-        if "driver_information" not in settings:
-            raise DriverError(f"{path}: no driver_information")
+        try:
+            info = settings["driver_information"]
+            IOSpec(info["io_shape_dict"])
+            float(info.get("fclk_mhz", 100.0))
+            meta = settings.get("bnnforge", {})
+            if not isinstance(meta, dict):
+                raise TypeError("the bnnforge section is not an object")
+            for key in ("input_shape", "host_pre", "host_post", "classes"):
+                if key in meta and not isinstance(meta[key], list):
+                    raise TypeError(f"bnnforge.{key} is not a list")
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise DriverError(f"{path}: not the settings of a bnnforge package "
+                              f"({type(exc).__name__}: {exc})") from None
         return settings
 
     @classmethod
@@ -240,7 +252,8 @@ class Accelerator:
         """The same accelerator simulated with Verilator from the build's stitched RTL."""
         settings = cls.load_settings(deploy_dir)
         meta = settings.get("bnnforge", {})
-        if "sim_top" not in meta:
+        if not isinstance(meta.get("sim_top"), str) or not isinstance(meta.get("sim_filelist"),
+                                                                         str):
             raise DriverError("settings.json names no simulation top: rebuild the package")
         rtl = Path(rtl_dir or meta.get("rtl_dir", ""))
         filelist = rtl / Path(meta["sim_filelist"]).name
@@ -324,8 +337,14 @@ class Accelerator:
         path = Path(path) if path else Path(self.directory or ".") / "driver" / "selftest.npz"
         if not path.is_file():
             raise DriverError(f"{path} not found: the build wrote no self-test frames")
-        data = np.load(path)
-        frames, want = data["frames"], data["outputs"]
+        try:
+            with np.load(path) as data:
+                frames, want = data["frames"], data["outputs"]
+            if want.ndim != 2 or len(frames) != len(want):
+                raise ValueError(f"{len(frames)} frames but outputs of shape {want.shape}")
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise DriverError(f"{path}: not the build's self-test frames "
+                              f"({type(exc).__name__}: {exc})") from None
         got = np.concatenate([self.execute(frames[i:i + self.batch_size], host_nodes=False)
                               .reshape(-1, want.shape[1])
                               for i in range(0, len(frames), self.batch_size)])

@@ -9,7 +9,7 @@ Layout, as finn-plus's own deployment package (``bitfile/`` and ``driver/setting
                              folded and packed shapes; platform zynq-iodma; fclk) and a
                              "bnnforge" section: host nodes, input shape/padding, classes,
                              the stitched RTL for the simulation backend, why there is no bitfile
-      driver.py  validate.py  throughput.py  README.md
+      driver.py  validate.py  throughput.py  contract.py  README.md
 
 Without Vivado the package is complete except for ``bitfile/``; its README and settings say why.
 :func:`finish` completes it after finn-plus's Vivado steps, checking that the
@@ -35,7 +35,8 @@ from build_flows.checks import BuildError
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
-SHIPPED = ("driver.py", "validate.py", "throughput.py")
+#: the scripts the package ships (``contract.py`` is :mod:`hw.contract`, the options' checks)
+SHIPPED = ("driver.py", "validate.py", "throughput.py", "contract.py")
 #: PYNQ images and Vivado versions each board's package is meant for (README, docs)
 PYNQ_IMAGES = {"Pynq-Z1": "PYNQ v3.0.1 (Pynq-Z1 image)", "Pynq-Z2": "PYNQ v3.0.1 (Pynq-Z2 image)",
                "Ultra96": "PYNQ v3.0.1 (Ultra96-V2 image)",
@@ -227,14 +228,15 @@ Copy this directory to the board (e.g. `scp -r deploy xilinx@pynq:~/bnnforge`), 
 in PYNQ's Python environment (`sudo -i; source /etc/profile.d/pynq_venv.sh`):
 
     pip install finn-plus-driver==1.6.1
-    python validate.py --self-test
+    python validate.py --self-test --out selftest.json
     python validate.py {data}
     python throughput.py --batch-sizes 1,10,100,1000
 
 `validate.py --self-test` runs the build's verification frames and requires the outputs the
 build computed in software, bit for bit; with a dataset file it prints the test-set accuracy
-({dataset}). Both write `validate.json`; `throughput.py` writes
-`throughput.json` (frames per second per batch size). The same commands with `--sim` run on
+({dataset}) and writes `validate.json`; `throughput.py` writes
+`throughput.json` (frames per second per batch size). None of them overwrites an earlier
+result file unless given `--force`; options are checked before anything runs. The same commands with `--sim` run on
 the Verilator simulation of the accelerator instead (on the build machine, with the
 bnnforge repository and Verilator).
 
@@ -247,5 +249,5 @@ bnnforge repository and Verilator).
 - `driver/settings.json`: finn-plus-driver's settings (buffers, datatypes, clock) and ours
   (host nodes, input padding, classes, the RTL used by the simulation backend).
 - `driver.py`: the `Accelerator` class (checks, host nodes, packing, board or simulation).
-- `validate.py`, `throughput.py`: the two scripts above.
+- `validate.py`, `throughput.py`: the two scripts above; `contract.py`: their option checks.
 """

@@ -190,7 +190,7 @@ def step_folding(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
     def fold(m: ModelWrapper) -> ModelWrapper:
         if cfg.folding_config is not None:
             return folding.apply(m, cfg.folding_config)
-        fps = cfg.target_fps or 1000.0
+        fps = cfg.target_fps or folding.DEFAULT_FPS
         cycles = max(int(1e9 / cfg.clock_ns / fps), 1)
         m = m.transform(SetFolding(target_cycles_per_frame=cycles,
                                    mvau_wwidth_max=cfg.mvau_wwidth_max, two_pass_relaxation=True))

@@ -17,6 +17,9 @@ from typing import Any
 
 from build_flows.checks import BuildError
 
+#: SetFolding's target when the build is given neither a folding file nor ``--target-fps``
+DEFAULT_FPS = 1000.0
+
 # op type (without backend suffix) -> {folding attribute: node attribute it must divide}
 DIVIDES: dict[str, dict[str, str]] = {
     "MVAU": {"PE": "MH", "SIMD": "MW"},

@@ -62,7 +62,10 @@ def run_build(*args: str, resources: bool = False) -> tuple[int, dict | None]:
 
     if not resources and "--to-step" not in args:
         args = (*args, "--to-step", "rtlsim")
-    rc = main([str(a) for a in args])
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as exc:  # options refused by argparse (exit 2, nothing written)
+        rc = exc.code
     out = Path(args[list(args).index("--out") + 1])
     report = out / "report.json"
     return rc, (json.loads(report.read_text()) if rc == 0 and report.is_file() else None)

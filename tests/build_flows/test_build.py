@@ -15,7 +15,8 @@ from tests.build_flows.conftest import export_for_build, run_build
 
 pytestmark = [pytest.mark.finn, pytest.mark.verilator]
 
-CONFIGS = Path(__file__).resolve().parents[2] / "build_flows" / "configs"
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "build_flows" / "configs"
 OPEN_STEPS = ["qonnx_to_finn", "tidy_up", "pre_post", "streamline", "xnor_popcount",
               "residual", "round_thresholds", "hw_layers", "dataflow_partition", "specialize",
               "folding", "minimize_bit_width", "estimates", "rtl", "rtlsim"]
@@ -23,8 +24,11 @@ GRAPH_STEPS = OPEN_STEPS[:OPEN_STEPS.index("estimates")]
 
 
 def one_line_error(capsys, message: str) -> bool:
-    """The build printed exactly one 'build failed: ...' line, and it contains ``message``."""
-    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("build failed:")]
+    """The build printed exactly one error line ('build failed: ...' for a failed step,
+    '...build.py: error: ...' for a request refused before anything was written), and it
+    contains ``message``."""
+    lines = [ln for ln in capsys.readouterr().err.splitlines()
+             if ln.startswith("build failed:") or "build.py: error:" in ln]
     assert len(lines) == 1 and message in lines[0], lines
     return True
 
@@ -107,8 +111,8 @@ def test_resume_after_interrupted_build(tmp_path: Path, build_models, capsys) ->
     first = (out / "steps/01_qonnx_to_finn/model.onnx").stat().st_mtime_ns
     assert not (out / "steps/05_xnor_popcount").exists()
     other = ["--model", build_models["tfc", "xnor"], "--out", out, "--verify-samples", 3]
-    assert run_build(*other, "--resume")[0] == 1  # a different model cannot resume this build
-    assert one_line_error(capsys, "holds a build of a different model than")
+    assert run_build(*other, "--resume")[0] == 2  # a different model cannot resume this build
+    assert one_line_error(capsys, "differs from the build in")
     rc, report = run_build(*args, "--resume")
     assert rc == 0
     check_report(report, 3)
@@ -163,7 +167,9 @@ def test_bad_inputs_give_one_clear_error(tmp_path: Path, build_models, capsys) -
         (["--model", float_model], "node fc (MatMul): float weights; not a binarized network"),
         (["--model", dynamic], "does not deploy as XNOR-popcount + thresholds: dynamic ASD"),
         (["--model", build_models["tfc", "bnn"], "--folding", tmp_path / "nofile.json"],
-         "nofile.json: folding file not found"),
+         "nofile.json: no such file"),
+        (["--model", build_models["tfc", "bnn"]], "holds a build (2 of 17 steps finished, "
+         "the last tidy_up): give --resume to continue it, or --force to replace it"),
     ]
     out = tmp_path / "out"  # holds an earlier build, which every failure must leave intact
     assert run_build("--model", build_models["tfc", "bnn"], "--out", out, "--to-step", "tidy_up",
@@ -171,11 +177,9 @@ def test_bad_inputs_give_one_clear_error(tmp_path: Path, build_models, capsys) -
     before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
     capsys.readouterr()
     for args, message in cases:
-        assert run_build(*args, "--out", out, "--verify-samples", 1)[0] == 1
+        assert run_build(*args, "--out", out, "--verify-samples", 1)[0] == 2
         assert one_line_error(capsys, message)
-        assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
-                and p.parent.name != "finn_build"} == {
-                    p: b for p, b in before.items() if p.parent.name != "finn_build"}
+        assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
 
 
 def test_zero_padding_on_bipolar_activations_is_refused(tmp_path: Path, build_models,
@@ -190,7 +194,8 @@ def test_zero_padding_on_bipolar_activations_is_refused(tmp_path: Path, build_mo
     pads.ints[:] = [1, 1, 1, 1]
     padded = tmp_path / "padded.onnx"
     onnx.save(model, padded)
-    assert run_build("--model", padded, "--out", tmp_path / "b")[0] == 1
+    assert run_build("--model", padded, "--out", tmp_path / "b")[0] == 2
+    assert not (tmp_path / "b").exists()  # refused before anything was written
     assert one_line_error(capsys, f"node {conv.name} (Conv): zero padding [1, 1, 1, 1] on "
                           "bipolar activations cannot deploy (0 is not -1 or +1); pad explicitly "
                           "with -1 before the conv")
@@ -290,17 +295,17 @@ def test_explicit_padding_with_the_bit0_value_deploys(tmp_path: Path, method: st
     assert report["verification"]["rtlsim"]["mismatches"] == 0  # our padding unit included
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    (0.0, "(Conv): zero padding [1, 1, 1, 1] on bipolar activations cannot deploy (0 is not -1 "
-          "or +1); pad explicitly with -1 before the conv"),
-    (1.0, "(Im2Col): padding with 1 cannot deploy")])
-def test_padding_that_cannot_deploy_is_refused(tmp_path: Path, capsys, value: float,
+@pytest.mark.parametrize(("value", "rc", "message"), [
+    (0.0, 2, "(Conv): zero padding [1, 1, 1, 1] on bipolar activations cannot deploy (0 is not "
+             "-1 or +1); pad explicitly with -1 before the conv"),  # refused before the build
+    (1.0, 1, "(Im2Col): padding with 1 cannot deploy")])  # found by a step
+def test_padding_that_cannot_deploy_is_refused(tmp_path: Path, capsys, value: float, rc: int,
                                                message: str) -> None:
     from models.export import export_model
     from tests.build_flows.conftest import padded_net
 
     path = export_model(padded_net("bnn", value), (1, 28, 28), tmp_path / "padded.onnx")
-    assert run_build("--model", path, "--out", tmp_path / "b", "--verify-samples", 2)[0] == 1
+    assert run_build("--model", path, "--out", tmp_path / "b", "--verify-samples", 2)[0] == rc
     assert one_line_error(capsys, message)
 
 
@@ -329,3 +334,86 @@ def test_brevitas_bnn_pynq_models_build(tmp_path: Path, name: str) -> None:
     assert report["verification"]["inputs"].startswith("random uint8 inputs")
     assert all(s["mismatches"] == 0 for s in report["verification"]["steps"])
     assert report["estimates"]["max_cycles"] == (64 if name.startswith("tfc") else 32768)
+
+
+def test_resume_is_the_same_build(tmp_path: Path, build_models, capsys) -> None:
+    """What the build directory recorded (board, clock, folding contents, verification) is what
+    --resume continues with; a differing option whose step has finished is refused with both
+    values, one whose step has not is taken; a fresh build never replaces it without --force."""
+    out = tmp_path / "b"
+    folding = tmp_path / "fold.json"
+    folding.write_text((CONFIGS / "tfc_w1a1.json").read_text())
+    base = ["--model", build_models["tfc", "bnn"], "--out", out]
+    assert run_build(*base, "--board", "ZCU104", "--folding", folding, "--verify-samples", 2,
+                     "--to-step", "folding")[0] == 0
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    changed = json.loads(folding.read_text())
+    changed["MVAU_hls_1"]["PE"] = 4
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(changed))
+    for extra, message in (
+            (["--board", "Pynq-Z2"], "--board Pynq-Z2 differs from the build in"),
+            (["--clock-ns", "4"], "--clock-ns 4.0 differs from the build in"),
+            (["--folding", other], "its step folding has finished"),
+            (["--target-fps", "500"], "--target-fps 500.0 differs"),
+            (["--verify-samples", "3"], "made with 2 (its step qonnx_to_finn has finished)")):
+        assert run_build(*base, "--resume", *extra)[0] == 2
+        assert one_line_error(capsys, message)
+    assert run_build(*base, "--to-step", "tidy_up")[0] == 2
+    assert one_line_error(capsys, "holds a build (11 of 17 steps finished, the last folding)")
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    rc, report = run_build(*base, "--resume", "--to-step", "estimates")
+    assert rc == 0  # the recorded options, not the defaults (Pynq-Z2, SetFolding)
+    assert report["board"] == "ZCU104" and report["clock_ns"] == 5.0
+    assert report["folding_source"] == str(folding) and report["estimates"]["max_cycles"] == 64
+    assert all(s["samples"] == 2 for s in report["verification"]["steps"])
+    # redone from the folding step on: the new folding applies and is recorded
+    rc, report = run_build(*base, "--from-step", "folding", "--folding", other,
+                           "--to-step", "estimates")
+    assert rc == 0 and report["options"]["folding"]["contents"] == changed
+    assert report["estimates"]["max_cycles"] > 64
+    rc, report = run_build(*base, "--force", "--to-step", "tidy_up", "--verify-samples", 1)
+    assert rc == 0 and report["board"] == "Pynq-Z2"
+    assert not (out / "steps" / "11_folding").exists()
+
+
+def test_unreachable_target_fps_is_said_in_the_summary(tmp_path: Path, build_models,
+                                                       caplog) -> None:
+    rc, report = run_build("--model", build_models["tfc", "bnn"], "--out", tmp_path / "b",
+                           "--target-fps", "1e12", "--verify-samples", 1, "--to-step",
+                           "estimates")
+    assert rc == 0
+    target = report["target"]
+    assert not target["reached"] and target["how"] == "FINN's estimate"
+    assert target["achieved_fps"] == report["estimates"]["estimated_fps"] < 1e12
+    assert "target 1,000,000,000,000 FPS not reached" in caplog.text
+
+
+def test_interrupted_build_says_how_to_resume(tmp_path: Path, build_models) -> None:
+    """SIGTERM during a step: one line naming the last finished step, exit 143, finished steps
+    kept; --resume goes on from there."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "b"
+    model = build_models["tfc", "bnn"]
+    proc = subprocess.Popen([sys.executable, str(REPO / "build_flows" / "build.py"), "--model",
+                             str(model), "--out", str(out), "--verify-samples", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (out / "steps" / "02_tidy_up" / "done.json").is_file() and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    line = [ln for ln in err.splitlines() if "interrupted" in ln]
+    assert len(line) == 1 and line[0].startswith("interrupted (SIGTERM): steps up to ")
+    assert f"--out {out} --resume" in line[0]
+    done = [d.name for d in sorted((out / "steps").iterdir()) if (d / "done.json").is_file()]
+    assert done and done[0] == "01_qonnx_to_finn"
+    rc, report = run_build("--model", model, "--out", out, "--resume", "--to-step", "estimates")
+    assert rc == 0 and len(report["steps"]) == 13

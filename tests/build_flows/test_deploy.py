@@ -295,3 +295,36 @@ def test_validate_refuses_bad_dataset_files(packages, tmp_path: Path) -> None:
                               text=True, timeout=300)
         assert proc.returncode == 1 and message in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_validate_hands_the_driver_the_data_unconverted(packages, tmp_path: Path) -> None:
+    """validate.py refuses what is not the model's input (float, negative or >255 pixels) through
+    the driver's own checks, and bad label files before the accelerator runs; nothing written."""
+    out, _, _ = packages["tfc"]
+    deploy = out / "deploy"
+
+    def validate(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(deploy / "validate.py"), "--sim", *args,
+                               "--out", "v.json"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=600)
+
+    images, labels = fashion_images(8)
+    cases = {"float": (images.astype(np.float32) / 255, labels, "input dtype float32"),
+             "negative": (images.astype(np.int16) - 1, labels, "input value -1 at index"),
+             "above 255": (images.astype(np.int16) + 256, labels, "is not a UINT8 value"),
+             "short labels": (images, labels[:5], "has 8 images but"),
+             "float labels": (images, labels.astype(np.float32), "labels must be one integer"),
+             "label 10": (images, np.full(8, 10), "label 10 is not one of the model's 10")}
+    for name, (x, y, message) in cases.items():
+        np.savez(tmp_path / "set.npz", images=x, labels=y)
+        proc = validate("--images", str(tmp_path / "set.npz"))
+        assert proc.returncode in (1, 2), name
+        assert message in proc.stderr and "Traceback" not in proc.stderr, (name, proc.stderr)
+        assert not (tmp_path / "v.json").exists(), name
+    proc = validate("--images", str(FASHION / "t10k-images-idx3-ubyte.gz"), "--labels",
+                    str(FASHION / "t10k-images-idx3-ubyte.gz"))
+    assert proc.returncode == 2 and "not an IDX labels file" in proc.stderr
+    (tmp_path / "v.json").write_text("{}")
+    proc = validate("--self-test")
+    assert proc.returncode == 2 and "v.json exists: give --force" in proc.stderr
+    assert (tmp_path / "v.json").read_text() == "{}"
