@@ -1,4 +1,5 @@
 # bnnforge: `make demo` runs the main job on the bundled default, `make test` runs the tests.
+# The demos start over each time (--force): their run and build directories are replaced.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -23,10 +24,11 @@ setup:
 
 demo: setup
 	$(PY) -m models.train --net tfc --method bnn --dataset fashion-mnist \
-	    --epochs $(DEMO_EPOCHS) --out $(DEMO_OUT)
+	    --epochs $(DEMO_EPOCHS) --out $(DEMO_OUT) --force
 	@$(PY) -m models.summary $(DEMO_OUT)
 	$(PY) build_flows/build.py --model $(DEMO_OUT)/model.onnx --board Pynq-Z2 \
-	    --folding build_flows/configs/tfc_w1a1.json --verify-samples 100 --out $(DEMO_OUT)/build
+	    --folding build_flows/configs/tfc_w1a1.json --verify-samples 100 --out $(DEMO_OUT)/build \
+	    --force
 	$(PY) $(DEMO_OUT)/build/deploy/validate.py --sim --self-test \
 	    --out $(DEMO_OUT)/build/deploy/validate.json
 
@@ -34,10 +36,10 @@ demo: setup
 # Pynq-Z2 (FIFOs sized by simulation), stitched rtlsim on 100 test images, deploy on the simulation
 demo-resnet: setup
 	$(PY) -m models.train --net resnet --method $(RESNET_METHOD) --dataset fashion-mnist \
-	    --epochs $(RESNET_EPOCHS) --train-subset 10000 --out $(RESNET_OUT)
+	    --epochs $(RESNET_EPOCHS) --train-subset 10000 --out $(RESNET_OUT) --force
 	@$(PY) -m models.summary $(RESNET_OUT)
 	$(PY) build_flows/build.py --model $(RESNET_OUT)/model.onnx --board Pynq-Z2 \
-	    --verify-samples 100 --out $(RESNET_OUT)/build
+	    --verify-samples 100 --out $(RESNET_OUT)/build --force
 	$(PY) $(RESNET_OUT)/build/deploy/validate.py --sim --self-test \
 	    --out $(RESNET_OUT)/build/deploy/validate.json
 
