@@ -200,7 +200,9 @@ def test_03_build_and_verify(notebook_work: Path, notebook_kernels: Path, tmp_pa
                           notebook_env(work, BNNFORGE_NB_VERIFY_SAMPLES="50"), tmp_path)
     report = json.loads((work / "tfc_bnn" / "build" / "report.json").read_text())
     assert report["verification"]["rtlsim"]["mismatches"] == 0
-    assert report["resources"]["per_node"] and report["deploy"]["directory"]
+    assert {r["module"] for r in report["resources"]["per_node"]} == {"thresholding", "mvtu",
+                                                                     "label_select"}
+    assert report["deploy"]["directory"]
     assert "rtlsim: 50 samples, 0 mismatches" in text_outputs(nb)
     assert png_count(nb) >= 2  # cycles per layer, resources
 
@@ -219,3 +221,24 @@ def test_04_deploy(notebook_work: Path, notebook_kernels: Path, tmp_path: Path) 
     assert "'mismatches': 0" in text and text.count("DriverError:") == 3
     assert "not on a PYNQ board" in text
     assert png_count(nb) >= 2  # predictions, throughput
+
+
+@pytest.mark.finn
+@pytest.mark.verilator
+@pytest.mark.slow
+def test_05_residual(notebook_kernels: Path, tmp_path: Path) -> None:
+    """The residual path: resnet trained briefly, built with FIFOs sized by simulation, verified
+    in rtlsim, the deployment driver on the simulation (the build streamlines, so the export's
+    own FINN check is skipped here)."""
+    env = notebook_env(tmp_path, BNNFORGE_NB_EPOCHS="1", BNNFORGE_NB_VERIFY_SAMPLES="6",
+                       BNNFORGE_NB_FINN_CHECK="0")
+    nb = execute_notebook(NOTEBOOKS / "05_residual.ipynb", notebook_kernels, env,
+                          tmp_path / "executed")
+    report = json.loads((tmp_path / "resnet_bnn" / "build" / "report.json").read_text())
+    assert report["verification"]["rtlsim"]["mismatches"] == 0
+    assert report["rtl"]["fifo_sizing"]["efficiency"] >= 0.95
+    text = text_outputs(nb)
+    assert "rtlsim: 6 samples, 0 mismatches" in text
+    assert "6 images: 0 predictions differ from the software" in text
+    assert "residual adds;" in text and "on shortcuts" in text and "'mismatches': 0" in text
+    assert png_count(nb) >= 1  # the FIFO depths
