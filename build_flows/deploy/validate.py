@@ -61,6 +61,8 @@ def load(images: Path, labels: Path | None) -> tuple[np.ndarray, np.ndarray]:
         raise DriverError(f"{images}: no such file")
     try:
         x, y = _load(images, labels)
+    except DriverError:
+        raise
     except (ValueError, KeyError, IndexError, OSError, EOFError, pickle.UnpicklingError,
             zipfile.BadZipFile, zlib.error) as exc:
         raise DriverError(f"{images}: cannot read it as a dataset file ({type(exc).__name__}: "

@@ -15,8 +15,9 @@ from tests.models.test_export import SHAPES, calibrated, exportable
 
 
 def export_for_build(net: str, method: str, path: Path, shape: tuple[int, ...] | None = None,
-                     dataset: str | None = "fashion-mnist", **options) -> Path:
-    """Export a calibrated random ``net``/``method`` with bnnforge metadata (or none)."""
+                     dataset: str | None = "fashion-mnist", model=None, **options) -> Path:
+    """Export a calibrated random ``net``/``method`` (or ``model``, a net of that kind made by
+    the caller) with bnnforge metadata (or none)."""
     from models.data import CLASSES
     from models.export import deployability, export_model, metadata_for
 
@@ -24,7 +25,7 @@ def export_for_build(net: str, method: str, path: Path, shape: tuple[int, ...] |
     saved = SHAPES[net]
     SHAPES[net] = shape
     try:
-        model = calibrated(net, method, **options)
+        model = calibrated(net, method, **options) if model is None else model
     finally:
         SHAPES[net] = saved
     meta = None

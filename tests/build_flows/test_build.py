@@ -84,14 +84,12 @@ def check_resources(report: dict) -> None:
 def test_published_tfc_folding(tmp_path: Path, build_models) -> None:
     rc, report = run_build("--model", build_models["tfc", "bnn"], "--out", tmp_path / "b",
                            "--folding", CONFIGS / "tfc_w1a1.json", "--verify-samples", 20,
-                           "--per-node", resources=True)
+                           resources=True)  # per-unit Yosys: notebook 03's test
     assert rc == 0
     assert report["verification"]["rtlsim"]["mismatches"] == 0
     perf = report["performance"]  # published folding: 64 cycles per frame, 1.56 M FPS
     assert 64 <= perf["cycles_per_frame"] <= 64 * 1.05 and perf["fps"] >= 1.5e6
     check_resources(report)
-    assert {r["module"] for r in report["resources"]["per_node"]} == {"thresholding", "mvtu",
-                                                                     "label_select"}
     fold = {r["name"]: (r.get("PE"), r.get("SIMD")) for r in report["folding"]}
     assert [fold[f"MVAU_hls_{i}"] for i in range(4)] == [(16, 49), (8, 8), (8, 8), (10, 8)]
     assert report["estimates"]["max_cycles"] == 64

@@ -30,11 +30,43 @@ def check_residual_report(report: dict, samples: int) -> None:
     assert perf["cycles_per_frame"] <= sizing["ideal_cycles"] / 0.95
 
 
+def negate_gates(model: torch.nn.Module) -> torch.nn.Module:
+    """BBG's gate below zero on every other channel: the shortcut's integer scale is negative
+    there, positive elsewhere."""
+    gates = [p for n, p in model.named_parameters() if n.rsplit(".", 1)[-1] == "g"]
+    assert gates
+    with torch.no_grad():
+        for g in gates:
+            g[::2] *= -1
+    return model
+
+
+def small_resnet(method: str) -> torch.nn.Module:
+    """The resnet with one unit of 8 and one of 16 channels (an identity shortcut and a strided
+    AvgPool + 1x1 one): every node type of the full net, in fewer nodes."""
+    from models.binarize import get_method
+    from models.nets import ResNet
+    from tests.models.test_export import randomize_bn
+
+    torch.manual_seed(3)
+    model = ResNet(get_method(method), (1, 28, 28), 10, stages=((8, 1), (16, 1)))
+    randomize_bn(model, data=torch.rand(32, 1, 28, 28))
+    return model.eval()
+
+
 @pytest.fixture(scope="module")
 def resnet_models(tmp_path_factory) -> dict[str, Path]:
+    """bnn, si_bnn, and bbg with gates of both signs: the full resnet; ``small_bbg``: the small
+    one of :func:`small_resnet` (node-level rtlsim compiles every node)."""
+    from tests.models.test_export import calibrated
+
     root = tmp_path_factory.mktemp("resnet")
-    return {m: export_for_build("resnet", m, root / f"{m}.onnx")
-            for m in ("bnn", "bbg", "si_bnn")}
+    out = {m: export_for_build("resnet", m, root / f"{m}.onnx") for m in ("bnn", "si_bnn")}
+    out["bbg"] = export_for_build("resnet", "bbg", root / "bbg.onnx",
+                                  model=negate_gates(calibrated("resnet", "bbg")))
+    out["small_bbg"] = export_for_build("resnet", "bbg", root / "small_bbg.onnx",
+                                        model=negate_gates(small_resnet("bbg")))
+    return out
 
 
 @pytest.mark.parametrize("method", ["bnn", "bbg", "si_bnn"])
@@ -63,7 +95,7 @@ def test_every_residual_node_type_in_node_level_rtlsim(tmp_path: Path, resnet_mo
     own passes, equal to FINN's Python execution (every output of every node)."""
     from tests.build_flows.test_finn_ops import node_by_node, swapped
 
-    sw = swapped(tmp_path, resnet_models["bbg"], None)
+    sw = swapped(tmp_path, resnet_models["small_bbg"], None)
     kinds = {n.op_type for n in sw.graph.node}
     assert {"AddRequant_bnn", "DuplicateStreams_bnn", "GlobalAccPool_bnn", "MVAU_bnn",
             "Thresholding_bnn", "ConvolutionInputGenerator_bnn", "FMPadding_bnn",
@@ -72,20 +104,3 @@ def test_every_residual_node_type_in_node_level_rtlsim(tmp_path: Path, resnet_mo
     assert not first, first
     assert set(counts) == {n.name for n in sw.graph.node}
 
-
-def test_negative_gates_build(tmp_path: Path) -> None:
-    """BBG's gate below zero on some channels: the shortcut's integer scale is negative there."""
-    from tests.models.test_export import calibrated, exportable
-
-    model = calibrated("resnet", "bbg")
-    gates = [p for n, p in model.named_parameters() if n.rsplit(".", 1)[-1] == "g"]
-    assert gates
-    with torch.no_grad():
-        for g in gates:
-            g[::2] *= -1
-    from models.export import export_model
-
-    path = export_model(exportable("bbg", model), (1, 28, 28), tmp_path / "neg.onnx")
-    rc, report = run_build("--model", path, "--out", tmp_path / "b", "--verify-samples", 3)
-    assert rc == 0
-    check_residual_report(report, 3)
