@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -80,6 +81,17 @@ def _literal(value: Any) -> str:
     return f"32'sh{v & 0xFFFFFFFF:08X}" if v < 0 else str(v)
 
 
+def memory_limit_gb() -> float:
+    """The address-space limit of a Yosys run, ``$BNNFORGE_YOSYS_MEM_GB`` (default 12): a
+    design that makes Yosys' memory mapping explode fails alone instead of taking the machine."""
+    return float(os.environ.get("BNNFORGE_YOSYS_MEM_GB", "12"))
+
+
+def _limit_memory() -> None:
+    limit = int(memory_limit_gb() * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
 def synth(top: str, sources: list[Path], params: dict[str, Any], family: str = "zynq7",
           workdir: Path | None = None, timeout: float = 1800) -> dict[str, Any]:
     """Synthesize ``top`` with ``params`` for a board family; memory files are read from
@@ -91,9 +103,12 @@ def synth(top: str, sources: list[Path], params: dict[str, Any], family: str = "
                         f"chparam {chparam} {top}" if chparam else "",
                         f"synth_xilinx -family {fam} -top {top}", "tee -q -o stat.txt stat"])
     proc = subprocess.run([*yosys_cmd(), "-q", "-p", script], cwd=workdir, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, preexec_fn=_limit_memory)
     if proc.returncode != 0 or not (workdir / "stat.txt").is_file():
         err = [ln for ln in proc.stderr.splitlines() + proc.stdout.splitlines() if "ERROR" in ln]
+        if not err and proc.returncode in (-9, 137, -6, 134):
+            err = [f"killed (exit {proc.returncode}): out of memory, above the "
+                   f"{memory_limit_gb():g} GB limit ($BNNFORGE_YOSYS_MEM_GB)?"]
         raise SynthError(f"yosys synth_xilinx of {top} failed: {(err or ['no stat'])[0]}")
     res = parse_stat((workdir / "stat.txt").read_text())
     res["tool"] = f"{version()}, synth_xilinx -family {fam} (synthesis estimate, no place-and-route)"

@@ -1,0 +1,98 @@
+"""The cost model (hw.cost): block RAM and DSP counts against what Yosys made of our units,
+the non-negative least squares fit, and the committed model against Yosys on shapes and on a
+stitched design outside its calibration grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hw import calibrate, cost, units
+
+#: (depth, width) -> BRAM36 that Yosys 0.23 synth_xilinx -family xc7 made of our weight ROMs
+#: (hw.bench and calibration shapes: TFC/CNV layers, a 2-row ROM, a 6,272-row one)
+MEASURED_BRAM = [((64, 784), 11.0), ((36, 1024), 14.5), ((288, 512), 7.5), ((128, 512), 7.5),
+                 ((64, 64), 1.0), ((4, 288), 4.0), ((40, 128), 2.0), ((32, 512), 7.5),
+                 ((1024, 98), 3.0), ((1024, 8), 0.5), ((256, 16), 0.5), ((10, 64), 1.0),
+                 ((6272, 8), 1.5), ((2, 320), 2.5)]
+
+
+@pytest.mark.parametrize(("shape", "bram"), MEASURED_BRAM, ids=lambda v: str(v))
+def test_block_ram_as_yosys_maps_it(shape: tuple[int, int], bram: float) -> None:
+    depth, width = shape
+    assert cost.bram_blocks(depth, int(cost.rom_width(depth, width))) == bram
+
+
+def test_dsp_counts_as_measured() -> None:
+    """hw.bench's multi-bit rows: one DSP48 per 8 x 8 lane, one per requant product up to 25
+    bits of coefficient, two beyond."""
+    rng = np.random.default_rng(0)
+    stem = calibrate.mvtu_unit(rng, "mul", 9, 16, 9, 4, act=False)
+    assert cost.dsp(stem) == 36
+    for cw, nin, want in ((20, 2, 8), (40, 2, 16), (20, 1, 4)):
+        top = (1 << (cw - 1)) - 1
+        a, g, b = (rng.integers(-top, top, 32) for _ in range(3))
+        r = units.requant("r", a, b, 8, 4, 12 if nin == 2 else 16, True, 8, -128, 127,
+                          g=g if nin == 2 else None, z_w=8)
+        assert r.params["CW"] == cw and cost.dsp(r) == want
+    assert cost.dsp(calibrate.mvtu_unit(rng, "xnor", 64, 64, 8, 8)) == 0
+
+
+def test_nnls_matches_a_brute_force_search() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.random((12, 3))
+    b = a @ np.array([2.0, -1.0, 0.5]) + 0.01 * rng.random(12)
+    x = cost.nnls(a, b)
+    assert (x >= 0).all() and x[1] == 0
+    best = min((np.linalg.norm(a[:, s] @ np.linalg.lstsq(a[:, s], b, rcond=None)[0] - b), s)
+               for s in ([0], [2], [0, 2]))
+    assert np.linalg.norm(a @ x - b) == pytest.approx(best[0], rel=1e-9)
+
+
+def test_every_module_has_features_and_coefficients() -> None:
+    model = cost.CostModel.load("zynq7")
+    assert set(model.coef) == set(cost.FEATURES)
+    assert all(model.coef[m]["LUT"] for m in model.coef)
+    with pytest.raises(ValueError, match="no cost model for module 'nope'"):
+        cost.features(units.Unit("x", "nope", {}, 1, 1))
+
+
+#: the committed model against Yosys outside its grid, on LUT: a unit within its module's
+#: tolerance (results/cost_model_zynq7.md: Yosys maps a threshold ROM to 0.6 to 13 LUTs per bit,
+#: not monotonically in its depth), a whole stitched design within 10 %
+UNIT_TOLERANCE = {"mvtu": 0.35, "thresholding": 0.65, "fifo": 0.30}
+DESIGN_TOLERANCE = 0.10
+
+
+@pytest.mark.yosys
+def test_committed_model_on_shapes_outside_the_grid() -> None:
+    rng = np.random.default_rng(99)
+    model = cost.CostModel.load("zynq7")
+    shapes = [calibrate.mvtu_unit(rng, "xnor", 400, 96, 40, 12),
+              calibrate.mvtu_unit(rng, "xnor", 192, 48, 24, 6, ram="distributed"),
+              units.thresholding("t", np.sort(rng.integers(-512, 512, (96, 3)), axis=1), 8, 11,
+                                 True, 2),
+              units.fifo("f", 24, 300)]
+    for u in shapes:
+        got, want = model.unit(u), calibrate.synth_unit(u, "zynq7")
+        tol = UNIT_TOLERANCE[u.module]
+        assert abs(got["LUT"] - want["LUT"]) <= tol * max(want["LUT"], 20), (u, got, want)
+        assert got["BRAM36"] == want["BRAM36"] and got["DSP"] == want["DSP"], (u, got, want)
+
+
+@pytest.mark.yosys
+@pytest.mark.slow
+def test_committed_model_on_a_stitched_design() -> None:
+    """An FC chain of a folding the calibration never saw: the model's sum over the stitched
+    stages (units, FIFOs, width converters) against Yosys on the whole top."""
+    rng = np.random.default_rng(5)
+    nodes = [units.thresholding("in", rng.integers(0, 255, (784, 1)), 16, 8, False, 1)]
+    for j, (mw, mh, simd, pe) in enumerate([(784, 96, 56, 12), (96, 96, 24, 8),
+                                           (96, 10, 32, 2)]):
+        nodes.append(calibrate.mvtu_unit(rng, "xnor", mw, mh, simd, pe, act=j < 2))
+        nodes[-1].name = f"fc{j}"
+    nodes.append(units.label_select("top", 10, 1, nodes[-1].params["ACC_W"], False))
+    want, stages = calibrate.synth_design(nodes, "zynq7")
+    got = cost.CostModel.load("zynq7").total(stages)
+    assert abs(got["LUT"] - want["LUT"]) <= DESIGN_TOLERANCE * want["LUT"], (got, want)
+    assert got["BRAM36"] == want["BRAM36"] and got["DSP"] == want["DSP"] == 0
