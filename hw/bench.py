@@ -94,7 +94,7 @@ def multibit_row(label: str, mw: int, mh: int, simd: int, pe: int, act: bool,
 
 def requant_row(label: str, c: int, pe: int, nin: int, x_w: int, cw: int, family: str) -> dict:
     rng = np.random.default_rng(0)
-    top = 1 << (cw - 2)
+    top = (1 << (cw - 1)) - 1  # |coefficients| < 2**(cw - 1): CW = cw bits signed
     a, g, b = (rng.integers(-top, top, c) for _ in range(3))
     u = units.requant("r", a, b, cw - 10, pe, x_w, True, 8, -128, 127,
                       g=g if nin == 2 else None, z_w=8)

@@ -99,7 +99,7 @@ def thresholding(name: str, thresholds: np.ndarray, pe: int, in_w: int, in_signe
     lo, hi = (-(1 << (in_w - 1)), (1 << (in_w - 1)) - 1) if in_signed else (0, (1 << in_w) - 1)
     t = np.clip(t, lo, hi + 1)  # beyond the input range: never fires (or always)
     if table is None:
-        table = c * (1 << in_w) * out_w < c * nt * (in_w + 1) + pe * nt * in_w * 8
+        table = thresholding_table(c, pe, in_w, nt, out_w)
     nf = c // pe
     params = {"C": c, "PE": pe, "IN_W": in_w, "IN_SIGNED": int(in_signed), "NT": nt,
               "OUT_W": out_w, "OUT_BIAS": int(out_bias), "TABLE": int(table)}
@@ -119,6 +119,17 @@ def thresholding(name: str, thresholds: np.ndarray, pe: int, in_w: int, in_signe
     return Unit(name, "thresholding", params, pe * in_w, pe * out_w, {"THRESH_FILE": mem})
 
 
+def thresholding_table(c: int, pe: int, in_w: int, nt: int, out_w: int) -> bool:
+    """Whether a lookup table (C x 2**IN_W entries) takes fewer bits than the comparators'
+    thresholds and logic."""
+    return c * (1 << in_w) * out_w < c * nt * (in_w + 1) + pe * nt * in_w * 8
+
+
+def swg_depth(kh: int, sh: int, iw: int, cf: int) -> int:
+    """The window buffer's words: a power of two holding (K_H + S_H) rows of CF words each."""
+    return 1 << int(np.ceil(np.log2((kh + sh) * iw * cf)))
+
+
 def swg(name: str, ifm: tuple[int, int], channels: int, simd: int, kernel: tuple[int, int],
         stride: tuple[int, int], elem_w: int, depthwise: bool = False,
         ram_style: str = "auto") -> Unit:
@@ -127,7 +138,7 @@ def swg(name: str, ifm: tuple[int, int], channels: int, simd: int, kernel: tuple
     if channels % simd:
         raise ValueError(f"{name}: SIMD={simd} must divide the {channels} channels")
     oh, ow = (ih - kh) // sh + 1, (iw - kw) // sw + 1
-    depth = 1 << int(np.ceil(np.log2((kh + sh) * iw * (channels // simd))))
+    depth = swg_depth(kh, sh, iw, channels // simd)
     params = {"IFM_H": ih, "IFM_W": iw, "C": channels, "SIMD": simd, "K_H": kh, "K_W": kw,
               "S_H": sh, "S_W": sw, "OFM_H": oh, "OFM_W": ow, "ELEM_W": elem_w,
               "DEPTHWISE": int(depthwise), "DEPTH": depth, "RAM_STYLE": ram_style}
@@ -189,7 +200,10 @@ def requant(name: str, a: np.ndarray, b: np.ndarray, shift: int, pe: int, x_w: i
     cw = max(int(np.abs(v).max(initial=0)).bit_length() + 1 for v in (a, g, b))
     z_w = z_w if nin > 1 else 0
     top = (np.abs(a) * (1 << x_w) + np.abs(g) * (1 << max(z_w, 1)) + np.abs(b)).max()
-    sw = int(top).bit_length() + 2
+    # the exact sum's width; wider than either product (x_w + 1 + cw bits): Yosys 0.23
+    # synthesizes the unit to a constant when it equals a product's width (Verilator agrees
+    # with the numpy model either way)
+    sw = max(int(top).bit_length() + 2, x_w + cw + 2, max(z_w, 1) + cw + 2)
     nf = c // pe
     coef = np.stack([a, g, b], axis=1)  # (C, 3)
     words = [hwm.pack(hwm.twos(coef[f * pe:(f + 1) * pe].reshape(-1), cw), cw) for f in range(nf)]
@@ -216,6 +230,52 @@ def fifo(name: str, width: int, depth: int = 2) -> Unit:
 
 def dwc(name: str, in_w: int, out_w: int) -> Unit:
     return Unit(name, "dwc", {"IN_W": in_w, "OUT_W": out_w}, in_w, out_w)
+
+
+def refold(unit: Unit, pe: int | None = None, simd: int | None = None,
+           ram_style: str | None = None, old_pe: int = 1) -> Unit:
+    """``unit`` with another folding: the parameters and beat widths its constructor would give
+    for ``pe`` / ``simd`` (and a matrix unit's weight ``ram_style``), without memory contents
+    (for rate and cost models). ``old_pe`` is the PE a ``dup`` or ``zip`` was made for (their
+    widths are PE elements)."""
+    p, m = dict(unit.params), unit.module
+    ins, outs = unit.in_width, unit.out_width
+    in_ports, out_ports = unit.in_ports, unit.out_ports
+    if m == "mvtu":
+        pe, simd = pe or p["PE"], simd or p["SIMD"]
+        p.update(PE=pe, SIMD=simd, RAM_STYLE=ram_style or p["RAM_STYLE"])
+        if p["ACTIVATION"]:
+            p["SLICED"] = int(hwm.mvtu_slice_thresholds(p["MH"] // pe, p["MW"] // simd, pe,
+                                                         p["ACC_W"]))
+        ins, outs = simd * p["IN_W"], pe if p["ACTIVATION"] else pe * p["ACC_W"]
+    elif m in ("thresholding", "pool", "label_select", "requant", "accpool"):
+        pe = pe or p["PE"]
+        p["PE"] = pe
+        if m == "thresholding" and p.get("TABLE") is not None:
+            p["TABLE"] = int(thresholding_table(p["C"], pe, p["IN_W"], p["NT"], p["OUT_W"]))
+        if m in ("pool", "label_select"):
+            ins, outs = pe * p["ELEM_W"], pe * p["ELEM_W"] if m == "pool" else p["OUT_W"]
+        elif m == "requant":
+            ins, outs = pe * (p["XW"] + (p["ZW"] if p["NIN"] > 1 else 0)), pe * p["OUT_W"]
+        else:
+            ins, outs = pe * p["IN_W"], pe * p["OUT_W"]
+    elif m in ("swg", "fmpadding"):
+        simd = simd or p["SIMD"]
+        p["SIMD"] = simd
+        if m == "swg":
+            p["DEPTH"] = swg_depth(p["K_H"], p["S_H"], p["IFM_W"], p["C"] // simd)
+        ins = outs = simd * p["ELEM_W"]
+    elif m == "dup":
+        p["WIDTH"] = p["WIDTH"] // old_pe * (pe or old_pe)
+        ins = outs = p["WIDTH"]
+        out_ports = [("out0", ins), ("out1", ins)]
+    elif m == "zip":
+        p["W0"], p["W1"] = (p[k] // old_pe * (pe or old_pe) for k in ("W0", "W1"))
+        ins, outs = p["W0"], p["W0"] + p["W1"]
+        in_ports = [("in0", p["W0"]), ("in1", p["W1"])]
+    else:
+        raise ValueError(f"{unit.name}: module {m!r} has no folding")
+    return Unit(unit.name, m, p, ins, outs, {}, in_ports, out_ports)
 
 
 # ---- numpy models ------------------------------------------------------------------------------

@@ -1,0 +1,203 @@
+"""Folding search: the PE and SIMD of every unit (and where each matrix unit keeps its weights)
+that reach a rate in the fewest resources, or the highest rate within a resource budget.
+
+A design is its units as built (:class:`Foldable`: the unit, the dimension each folding
+parameter must divide) joined by the edges :mod:`hw.stitch` joins them with. Its cycles per frame
+come from :mod:`hw.rate` (the slowest unit, and the input stream's bandwidth), its resources
+from the cost model (:mod:`hw.cost`) over the units and the FIFOs and width converters between
+them. The search starts from the smallest folding and repeatedly makes the bottleneck faster:
+of the next parallelism step of each of its folding parameters it takes the one that saves the
+most cycles per budget fraction spent (a matrix unit's weights go to block RAM or LUTs,
+whichever leaves the fullest resource emptier), skipping steps the budget cannot hold. It stops
+when the target is met, or when the bottleneck can be made no faster within the budget
+(``target_cycles=None``: the highest rate the budget holds).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hw import cost, rate, stitch, units
+
+log = logging.getLogger(__name__)
+
+#: folding parameters per module: the parameter -> the parameter (of the unit) it must divide
+DIVIDES = {"mvtu": {"PE": "MH", "SIMD": "MW"}, "thresholding": {"PE": "C"},
+           "swg": {"SIMD": "C"}, "fmpadding": {"SIMD": "C"}, "pool": {"PE": "C"},
+           "label_select": {"PE": "LABELS"}, "requant": {"PE": "C"}, "accpool": {"PE": "C"}}
+
+
+@dataclass
+class Foldable:
+    """One unit of a design as built, and how it may fold. ``dims`` maps a folding parameter to
+    the size it must divide; a ``dup``/``zip`` has its PE (``pe``) from the node it belongs to,
+    and a ``zip`` follows the unit it feeds (``follows``)."""
+
+    unit: units.Unit
+    dims: dict[str, int]
+    pe: int = 1
+    follows: str | None = None
+
+    @classmethod
+    def of(cls, unit: units.Unit, pe: int = 1, follows: str | None = None,
+           channels: int | None = None) -> Foldable:
+        """The folding parameters of ``unit`` from its module (``channels``: a ``dup``'s)."""
+        dims = {k: int(unit.params[v]) for k, v in DIVIDES.get(unit.module, {}).items()}
+        if unit.module == "dup" and channels:
+            dims = {"PE": channels}
+        return cls(unit, dims, pe, follows)
+
+
+@dataclass
+class Result:
+    """The search's folding, its cycles per frame and estimated resources, and why it stopped."""
+
+    folds: dict[str, dict[str, Any]]
+    cycles: int
+    bottleneck: str
+    resources: dict[str, float]
+    reached: bool
+    limit: str
+    steps: int
+    history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+class Design:
+    """A design's foldables, edges and input, with the cost model and budget to judge it."""
+
+    def __init__(self, parts: list[Foldable], edges: list[stitch.Edge] | None, in_bits: int,
+                 model: cost.CostModel, budget: dict[str, float],
+                 in_stream_bits: int | None = None) -> None:
+        self.parts, self.edges, self.in_bits = parts, edges, in_bits
+        self.model, self.budget, self.in_stream_bits = model, budget, in_stream_bits
+        self.by_name = {p.unit.name: p for p in parts}
+
+    def units(self, folds: dict[str, dict[str, Any]]) -> list[units.Unit]:
+        out = []
+        for p in self.parts:
+            f = folds.get(p.follows or p.unit.name, {}) if p.unit.module in ("dup", "zip") \
+                else folds.get(p.unit.name, {})
+            if p.unit.module in ("dup", "zip"):
+                out.append(units.refold(p.unit, pe=f.get("PE", p.pe), old_pe=p.pe))
+            elif f:
+                out.append(units.refold(p.unit, pe=f.get("PE"), simd=f.get("SIMD"),
+                                        ram_style=f.get("ram_style")))
+            else:
+                out.append(p.unit)
+        return out
+
+    def cycles(self, us: list[units.Unit]) -> dict[str, int]:
+        """Cycles per frame of every unit (and ``input``: the input stream's)."""
+        out = {name: c for name, _, c in rate.schedule(us, self.in_bits, self.edges)}
+        if self.in_stream_bits:
+            out["input"] = -(-self.in_bits // self.in_stream_bits)
+        return out
+
+    def resources(self, us: list[units.Unit]) -> dict[str, float]:
+        """The cost model's total over the units and the FIFOs (two deep; sizing changes
+        them later) and width converters that stitching puts between them."""
+        stages, _ = stitch.connect(us, self.edges)
+        return self.model.total(stages)
+
+    def pressure(self, res: dict[str, float]) -> float:
+        """The fullest resource's fraction of its budget."""
+        return max(res[r] / b for r, b in self.budget.items() if b > 0)
+
+    def fits(self, res: dict[str, float]) -> bool:
+        return all(res[r] <= b for r, b in self.budget.items())
+
+
+def initial(design: Design, ram_style: str = "block") -> dict[str, dict[str, Any]]:
+    """Every folding parameter at 1; matrix units' weights in ``ram_style``."""
+    folds: dict[str, dict[str, Any]] = {}
+    for p in design.parts:
+        if not p.dims or p.follows:
+            continue
+        folds[p.unit.name] = {k: 1 for k in p.dims}
+        if p.unit.module == "mvtu":
+            folds[p.unit.name]["ram_style"] = ram_style
+    return folds
+
+
+def _moves(design: Design, name: str, fold: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    """The next step of each folding parameter of unit ``name``, each with either weight RAM."""
+    part = design.by_name[name]
+    for k, n in part.dims.items():
+        bigger = [d for d in divisors(n) if d > fold[k]]
+        if not bigger:
+            continue
+        new = {**fold, k: bigger[0]}
+        if part.unit.module == "mvtu":
+            for style in ("block", "distributed"):
+                yield {**new, "ram_style": style}
+        else:
+            yield new
+
+
+def search(design: Design, target_cycles: int | None, max_steps: int = 5000) -> Result:
+    """The folding (see the module docstring); ``target_cycles`` None maximizes the rate."""
+    folds = initial(design)
+    us = design.units(folds)
+    res = design.resources(us)
+    if not design.fits(res):
+        raise ValueError(f"the smallest folding already needs {_show(res)}, over the budget "
+                         f"{_show(design.budget)}")
+    history = []
+    steps = 0
+    limit = "target reached"
+    while True:
+        cyc = design.cycles(us)
+        name = max(cyc, key=lambda k: cyc[k])
+        history.append((cyc[name], dict(res)))
+        if target_cycles is not None and cyc[name] <= target_cycles:
+            break
+        if name == "input" or name not in folds:
+            limit = ("the input stream's bandwidth" if name == "input"
+                     else f"{name}, which has no folding")
+            break
+        best, blocked = None, None
+        for fold in _moves(design, name, folds[name]):
+            trial = {**folds, name: fold}
+            t_units = design.units(trial)
+            t_res = design.resources(t_units)
+            if not design.fits(t_res):
+                over = max((t_res[r] / b, r) for r, b in design.budget.items() if b > 0)
+                if blocked is None or over < blocked[0]:
+                    blocked = (over, t_res)
+                continue
+            saved = cyc[name] - design.cycles(t_units)[name]
+            spent = sum(max(t_res[r] - res[r], 0.0) / b for r, b in design.budget.items()
+                        if b > 0)
+            key = (saved / (spent + 1e-9), -design.pressure(t_res))
+            if saved > 0 and (best is None or key > best[0]):
+                best = (key, trial, t_units, t_res)
+        if best is None:
+            if blocked is None:
+                limit = f"{name} cannot be folded further"
+            else:
+                r = blocked[0][1]
+                limit = (f"the budget: the next step of {name} needs {blocked[1][r]:,.1f} "
+                         f"{r} of {design.budget[r]:,.1f}")
+            break
+        _, folds, us, res = best
+        steps += 1
+        if steps >= max_steps:
+            limit = f"{max_steps} steps"
+            break
+    cyc = design.cycles(us)
+    name = max(cyc, key=lambda k: cyc[k])
+    reached = target_cycles is None or cyc[name] <= target_cycles
+    log.info("folding search: %d steps, %d cycles per frame (bottleneck %s), %s; stopped by %s",
+             steps, cyc[name], name, _show(res), limit)
+    return Result(folds, cyc[name], name, res, reached, limit, steps, history)
+
+
+def _show(res: dict[str, float]) -> str:
+    return ", ".join(f"{res[r]:,.1f} {r}" for r in ("LUT", "FF", "BRAM36", "DSP") if r in res)
