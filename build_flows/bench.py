@@ -5,7 +5,7 @@ stitched rtlsim, synthesized with Yosys, each number beside FINN's estimate.
 
 Each ``name=path`` (QONNX or checkpoint; the net decides the folding file: ``tfc`` ->
 ``configs/tfc_w1a1.json``, ``cnv`` -> ``configs/cnv_w1a1_1ch.json`` or ``--folding name=file``;
-other nets, e.g. ``resnet``, are folded by FINN's SetFolding for ``--target-fps name=F``)
+other nets, e.g. ``resnet``, are folded by the build's folding search for ``--target-fps name=F``)
 is built into ``<builds>/<name>`` for ``--board`` with ``--verify-samples`` test images, then
 ``<out>/<stem>.json``, ``.md`` and ``.png`` (``--stem``, default ``accel_<board>``: measured
 against estimated cycles per frame, LUT and BRAM36, and every FIFO's depth as sized by

@@ -34,7 +34,7 @@ from build_flows import checks, finn_env, reports, verify  # noqa: E402
 from build_flows.boards import BOARDS, BoardName, get_board  # noqa: E402
 from build_flows.checks import BuildError  # noqa: E402
 from build_flows.deploy import package  # noqa: E402
-from build_flows.pipeline import STEP_NAMES, STEPS, BuildConfig, record, vivado  # noqa: E402
+from build_flows.pipeline import STEP_NAMES, STEPS, BuildConfig, record, search, vivado  # noqa: E402
 from build_flows.pipeline.folding import DEFAULT_FPS  # noqa: E402
 from build_flows.pipeline.graph import partition_node  # noqa: E402
 from hw.contract import (Float, InDir, InFile, Int, Interrupted, OutDir, claim_output,  # noqa: E402
@@ -43,8 +43,8 @@ from hw.contract import (Float, InDir, InFile, Int, Interrupted, OutDir, claim_o
 #: steps whose output graph equals their input (nothing to verify against the reference)
 UNVERIFIED = ("estimates", "rtl", "rtlsim", "deploy", "resources")
 #: cfg.hw entry -> the step that produces it
-HW_RESULTS = {"rtl": "rtl", "rtlsim": "rtlsim", "performance": "rtlsim", "deploy": "deploy",
-              "resources": "resources"}
+HW_RESULTS = {"search": "folding", "rtl": "rtl", "rtlsim": "rtlsim", "performance": "rtlsim",
+              "deploy": "deploy", "resources": "resources"}
 
 log = logging.getLogger("build_flows.build")
 
@@ -103,6 +103,8 @@ def prepare(args: argparse.Namespace, explicit: set[str],
     ``--resume``/``--from-step`` the recorded options (:mod:`~build_flows.pipeline.record`).
     Raises BuildError or ValueError with one sentence."""
     out = Path(args.out).absolute()
+    if args.target_fps == "max" and args.folding_engine == "finn":
+        raise ValueError("--target-fps max needs our folding search: drop --folding-engine finn")
     if args.from_step and args.to_step and \
             STEP_NAMES.index(args.from_step) > STEP_NAMES.index(args.to_step):
         raise ValueError(f"--from-step {args.from_step} comes after --to-step {args.to_step}")
@@ -160,7 +162,8 @@ def run(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
     finn_env.prepare(out / "finn_build")
     cfg = BuildConfig(out=out, board=board, clock_ns=clock, target_fps=opts["target_fps"],
                       folding_config=folding["contents"] if folding else None,
-                      mvau_wwidth_max=opts["mvau_wwidth_max"], per_node=args.per_node)
+                      mvau_wwidth_max=opts["mvau_wwidth_max"], per_node=args.per_node,
+                      folding_engine=opts["folding_engine"], budget=opts["budget"])
     dirs = record.step_dirs(out)
     names = STEP_NAMES
     state_path = out / "state.json"
@@ -255,10 +258,12 @@ def make_report(opts: dict[str, Any], out: Path, model_path: Path, board: Any, c
         "clock_ns": clock,
         "folding": reports.folding_table(cfg.estimates),
         "folding_source": (folding["path"] if folding else
-                           f"SetFolding, target {opts['target_fps'] or DEFAULT_FPS:g} FPS"),
+                           f"{'our search' if opts['folding_engine'] == 'bnnforge' else 'SetFolding'}"
+                           f", target {opts['target_fps'] or DEFAULT_FPS} FPS"),
         "target": reports.target_status(opts["target_fps"] or DEFAULT_FPS,
-                                         opts["folding"] is not None,
-                                         cfg.estimates, cfg.hw.get("performance")),
+                                         opts["folding"] is not None, cfg.estimates,
+                                         cfg.hw.get("performance"), cfg.hw.get("search")),
+        "folding_search": cfg.hw.get("search"),
         "estimates": cfg.estimates or None,
         "host_nodes": cfg.host_nodes,
         "verification": {"inputs": inputs.source,
@@ -285,10 +290,17 @@ def parser() -> argparse.ArgumentParser:
                     help=f"one of {', '.join(BOARDS)}")
     ap.add_argument("--out", required=True, type=OutDir(), help="build directory")
     fold = ap.add_mutually_exclusive_group()
-    fold.add_argument("--target-fps", type=Float(0.0),
-                      help=f"FINN's automatic folding for this rate (default {DEFAULT_FPS})")
+    fold.add_argument("--target-fps", type=search.TargetFps(),
+                      help=f"fold for this rate (default {DEFAULT_FPS:g}) in the fewest "
+                           "resources, or 'max': the highest rate within --budget")
     fold.add_argument("--folding", type=InFile("folding JSON", (".json",)),
                       help="folding JSON ({layer: {PE, SIMD}})")
+    ap.add_argument("--budget", type=search.BudgetSpec(),
+                    help="fractions of the part the folding search may fill, e.g. "
+                         "lut=0.8,bram=0.9,dsp=1.0,ff=1.0 (the defaults)")
+    ap.add_argument("--folding-engine", choices=("bnnforge", "finn"), default="bnnforge",
+                    help="without --folding: our search on our cost model (default), or "
+                         "FINN's SetFolding")
     ap.add_argument("--clock-ns", type=Float(0.0, hi=1000.0),
                     help="clock period in ns (default: the board's)")
     ap.add_argument("--verify-samples", type=Int(1, 10_000), default=10,

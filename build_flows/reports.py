@@ -105,10 +105,14 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
                   f"{f['peak']} | {'yes' if f['pinned'] else ''} |" for f in sizing["fifos"]]
     if res:
         fe = res.get("finn_estimate") or {}
-        lines += ["", f"Resources: {res['tool']}.", "",
-                  "| resource | Yosys | % of part | FINN estimate |", "|---|---|---|---|"]
+        cm = res.get("cost_model") or {}
+        lines += ["", f"Resources: {res['tool']}; the cost model is ours (hw.cost, fitted on "
+                  "Yosys).", "",
+                  "| resource | Yosys | % of part | cost model | FINN estimate |",
+                  "|---|---|---|---|---|"]
         for k in ("LUT", "FF", "BRAM36", "DSP"):
             lines.append(f"| {k} | {res[k]:,} | {res['percent'][k]:.1f} | "
+                         f"{'' if cm.get(k) is None else f'{cm[k]:,.0f}'} | "
                          f"{'' if fe.get(k) is None else f'{fe[k]:,.0f}'} |")
         for r in res.get("per_node", []):
             lines.append(f"| {r['name']} ({r['module']}) | {r['LUT']:,} LUT, {r['FF']:,} FF, "
@@ -146,17 +150,23 @@ def write_json(report: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(report, indent=2, default=float) + "\n")
 
 
-def target_status(target_fps: float, folding_file: bool, est: dict[str, Any],
-                  perf: dict[str, Any] | None) -> dict[str, Any] | None:
-    """For a SetFolding build (``target_fps``, the default's when None): the target, the FPS
-    reached (measured in stitched rtlsim when it ran, else FINN's estimate) and whether it is
-    reached; None for a folding file or before the estimates."""
+def target_status(target_fps: float | str, folding_file: bool, est: dict[str, Any],
+                  perf: dict[str, Any] | None,
+                  search: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """For a build folded to a rate (``target_fps``: FPS or ``max``): the target, the FPS
+    reached (measured in stitched rtlsim when it ran, else our search's rate model for our RTL,
+    else FINN's estimate) and whether it is reached; None for a folding file or before the
+    estimates."""
     if folding_file or not est:
         return None
-    target = target_fps
-    fps, how = ((perf["fps"], "measured in stitched rtlsim") if perf else
-                (est["estimated_fps"], "FINN's estimate"))
-    return {"fps": target, "reached": bool(fps >= target), "achieved_fps": fps, "how": how}
+    if perf:
+        fps, how = perf["fps"], "measured in stitched rtlsim"
+    elif search:
+        fps, how = search["fps"], "our rate model of our RTL"
+    else:
+        fps, how = est["estimated_fps"], "FINN's estimate"
+    reached = True if target_fps == "max" else bool(fps >= target_fps)
+    return {"fps": target_fps, "reached": reached, "achieved_fps": fps, "how": how}
 
 
 def log_summary(report: dict[str, Any], out: Path) -> None:
@@ -166,11 +176,18 @@ def log_summary(report: dict[str, Any], out: Path) -> None:
         log.info("estimated %s FPS at %s ns (bottleneck %s, %d cycles); report: %s",
                  f"{est['estimated_fps']:,.0f}", report["clock_ns"], est["bottleneck"],
                  est["max_cycles"], out / "report.json")
+    fs = report.get("folding_search")
+    if fs:
+        last = fs["rounds"][-1]
+        log.info("folding search: %d cycles per frame = %s FPS at %.0f MHz by our rate model, "
+                 "stopped by %s; %s (budget %s)", fs["cycles"], f"{fs['fps']:,.0f}",
+                 1000.0 / report["clock_ns"], fs["limit"],
+                 f"Yosys on the folded design: {_res(last['yosys'])}" if last["yosys"] else
+                 f"cost model: {_res(last['model'])}", _res(fs["budget"]))
     target = report.get("target")
     if target and not target["reached"]:
-        log.warning("target %s FPS not reached: %s FPS (%s at %.0f MHz); FINN's folding "
-                    "could do no better on this net", f"{target['fps']:,.0f}",
-                    f"{target['achieved_fps']:,.0f}", target["how"],
+        log.warning("target %s FPS not reached: %s FPS (%s at %.0f MHz)",
+                    f"{target['fps']:,.0f}", f"{target['achieved_fps']:,.0f}", target["how"],
                     1000.0 / report["clock_ns"])
     perf, res = report.get("performance"), report.get("resources")
     sim = report["verification"].get("rtlsim")
@@ -187,6 +204,12 @@ def log_summary(report: dict[str, Any], out: Path) -> None:
     if res:
         log.info("resources: %d LUT, %d FF, %.1f BRAM36, %d DSP (%s)", res["LUT"], res["FF"],
                  res["BRAM36"], res["DSP"], res["tool"])
+    cm = (report.get("rtl") or {}).get("cost_model") or {}
+    if "LUT" in cm:
+        log.info("cost model (ours, fitted on Yosys): %.0f LUT, %.0f FF, %.1f BRAM36, %.0f DSP%s",
+                 cm["LUT"], cm["FF"], cm["BRAM36"], cm["DSP"],
+                 f" ({100 * res['cost_model']['LUT_error']:+.1f} % LUT against Yosys)"
+                 if res and "cost_model" in res else "")
     dep = report.get("deploy")
     if dep:
         log.info("deployment package: %s (run its validate.py --sim here, or copy it to the "
@@ -194,3 +217,7 @@ def log_summary(report: dict[str, Any], out: Path) -> None:
     bit = report["bitfile"]
     if bit.get("path") is None:
         log.info("no bitfile: %s", bit.get("reason"))
+
+
+def _res(res: dict[str, float]) -> str:
+    return ", ".join(f"{res[r]:,.0f} {r}" for r in ("LUT", "BRAM36", "DSP") if r in res)

@@ -24,7 +24,7 @@ from build_flows import finn_env
 from build_flows.backend.elem import Elem, decode, dtype_elem, encode
 from build_flows.backend.mapping import node_unit
 from build_flows.checks import BuildError
-from hw import fifosize, stitch, units, verilator, wrap
+from hw import cost, fifosize, stitch, units, verilator, wrap
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +97,15 @@ META = "accel.json"
 
 
 def build(model: Any, directory: Path, pinned: dict[str, int] | None = None,
-          size_fifos: bool = True) -> Accelerator:
+          size_fifos: bool = True, family: str | None = None) -> Accelerator:
     """Generate, stitch and compile the accelerator of dataflow graph ``model`` in ``directory``
     (top ``accel.sv``, memory files, ``accel.f`` file list, ``accel.json``).
 
     FIFO depths are sized by Verilator simulation (:func:`hw.fifosize.size`; ``size_fifos``
     False keeps the analytic depths of :func:`hw.stitch.fifo_depth_for`); ``pinned`` maps a node
     name to the depth of the FIFO in front of it, kept as given. ``accel.json`` records every
-    FIFO's width, depth, bits and peak occupancy, and the sizing's measured rate."""
+    FIFO's width, depth, bits and peak occupancy, the sizing's measured rate and, for a board
+    ``family``, the cost model's estimate of the stitched design (:func:`estimate`)."""
     us, elem_in, elem_out, edges = graph_units(model)
     in_elems = int(np.prod(model.get_tensor_shape(model.graph.input[0].name)))
     pins = {f"fifo_{n}": d for n, d in (pinned or {}).items()}
@@ -131,12 +132,24 @@ def build(model: Any, directory: Path, pinned: dict[str, int] | None = None,
             "fifos": [{"name": s.name, "width": s.params["WIDTH"], "depth": s.params["DEPTH"],
                        "bits": s.params["WIDTH"] * s.params["DEPTH"]}
                       for s in stages if s.module == "fifo"],
-            "fifo_sizing": plan.to_json() if plan else None}
+            "fifo_sizing": plan.to_json() if plan else None,
+            "cost_model": estimate(stages, family) if family else None}
     (directory / META).write_text(json.dumps(meta, indent=1))
     acc = load(directory)
     log.info("accelerator: %d units, %d stages, Verilator build %.0f s", len(us), len(stages),
              acc.build_seconds)
     return acc
+
+
+def estimate(stages: list[units.Unit], family: str) -> dict[str, Any]:
+    """The cost model's LUT/FF/BRAM36/DSP for the stitched stages (:mod:`hw.cost`), or why
+    there is none (no calibration for the family)."""
+    try:
+        model = cost.CostModel.load(family)
+    except (FileNotFoundError, ValueError) as exc:
+        return {"family": family, "error": str(exc)}
+    total = model.total(stages)
+    return {"family": family, **{k: round(v, 1) for k, v in total.items()}}
 
 
 def read_meta(directory: Path) -> dict[str, Any]:

@@ -20,8 +20,13 @@ class BuildConfig:
     board: Board
     #: the clock period the FPS figures and FINN's folding use
     clock_ns: float
-    #: FINN's SetFolding target when no folding file is given
-    target_fps: float | None = None
+    #: the rate the folding aims at when no folding file is given ("max": the highest the budget
+    #: holds, our search only)
+    target_fps: float | str | None = None
+    #: who folds without a folding file: "bnnforge" (our search, hw.fold) or "finn" (SetFolding)
+    folding_engine: str = "bnnforge"
+    #: fractions of the part our search may fill ({"LUT": 0.8, ...}; None: the defaults)
+    budget: dict[str, float] | None = None
     #: {layer: {PE, SIMD, ...}} from the folding file
     folding_config: dict[str, Any] | None = None
     #: SetFolding's cap on SIMD x weight bits

@@ -16,7 +16,7 @@ import logging
 import numpy as np
 
 from build_flows import checks, finn_env, reports
-from build_flows.pipeline import folding, residual_graph, transforms
+from build_flows.pipeline import folding, residual_graph, search, transforms
 from build_flows.pipeline.config import BuildConfig
 from build_flows.pipeline.graph import apply_to_dataflow, dataflow_model, tidy
 
@@ -184,12 +184,16 @@ def step_specialize(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
 
 
 def step_folding(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
-    """PE/SIMD per layer: the folding file if given, else FINN's SetFolding for ``target_fps``."""
+    """PE/SIMD per layer: the folding file if given, else our search for ``target_fps`` within
+    the budget (:mod:`~build_flows.pipeline.search`), or FINN's SetFolding for it."""
     from finn.transformation.fpgadataflow.set_folding import SetFolding
 
     def fold(m: ModelWrapper) -> ModelWrapper:
         if cfg.folding_config is not None:
             return folding.apply(m, cfg.folding_config)
+        if cfg.folding_engine == "bnnforge":
+            m, cfg.hw["search"] = search.fold_graph(m, cfg)
+            return m
         fps = cfg.target_fps or folding.DEFAULT_FPS
         cycles = max(int(1e9 / cfg.clock_ns / fps), 1)
         m = m.transform(SetFolding(target_cycles_per_frame=cycles,

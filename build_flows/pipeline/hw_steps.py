@@ -68,7 +68,8 @@ def step_rtl(model: Any, cfg: BuildConfig) -> Any:
     model = apply_to_dataflow(model, lambda m: ops.generate(
         m, nodes_dir, cfg.board.part, cfg.clock_ns), cfg.work_dir)
     child = dataflow_model(model)
-    acc = accel.build(child, rtl_dir(cfg), folding.fifo_pins(child, cfg.folding_config))
+    acc = accel.build(child, rtl_dir(cfg), folding.fifo_pins(child, cfg.folding_config),
+                      family=cfg.board.family)
     meta = accel.read_meta(acc.directory)
     sim_top, sim_filelist = accel.write_io_top(child, acc)  # the deployment package's
     cfg.hw["rtl"] = {"directory": str(acc.directory), "top": "accel",  # simulation runs this
@@ -78,6 +79,7 @@ def step_rtl(model: Any, cfg: BuildConfig) -> Any:
                      "verilator_build_seconds": round(acc.build_seconds, 1),
                      "finn_nodes": {n.name: n.op_type for n in child.graph.node},
                      "fifos": meta["fifos"], "fifo_sizing": meta["fifo_sizing"],
+                     "cost_model": meta.get("cost_model"),
                      "node_hdl": str(nodes_dir)}
     return model
 
@@ -151,6 +153,11 @@ def step_resources(model: Any, cfg: BuildConfig) -> Any:
     total = cfg.estimates.get("total", {})
     res["finn_estimate"] = {"LUT": total.get("LUT"), "BRAM36": (total.get("BRAM_18K") or 0) / 2,
                             "DSP": total.get("DSP")}
+    est = (cfg.hw.get("rtl") or {}).get("cost_model") or {}
+    if "LUT" in est:  # our cost model (hw.cost) against this synthesis
+        res["cost_model"] = {**{k: est[k] for k in ("LUT", "FF", "BRAM36", "DSP")},
+                             "LUT_error": round((est["LUT"] - res["LUT"]) / max(res["LUT"], 1),
+                                                4)}
     if cfg.per_node:
         units_, _, _, _ = accel.graph_units(child)
         rows = []

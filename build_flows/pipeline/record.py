@@ -28,7 +28,7 @@ BUILD_OUTPUTS = ("steps", "rtl", "deploy", "finn_build", "work", "vivado", "mode
 RECORDED = {"model": "qonnx_to_finn", "verify_samples": "qonnx_to_finn",
             "seed": "qonnx_to_finn", "data_dir": "qonnx_to_finn", "board": "specialize",
             "clock_ns": "folding", "target_fps": "folding", "folding": "folding",
-            "mvau_wwidth_max": "folding"}
+            "mvau_wwidth_max": "folding", "budget": "folding", "folding_engine": "folding"}
 
 
 def step_dirs(out: Path) -> list[Path]:
@@ -77,7 +77,8 @@ def options_record(args: argparse.Namespace, model_sha: str,
             "board": args.board, "clock_ns": args.clock_ns, "target_fps": args.target_fps,
             "folding": None if folding_cfg is None else {"path": str(args.folding),
                                                          "contents": folding_cfg},
-            "mvau_wwidth_max": args.mvau_wwidth_max}
+            "mvau_wwidth_max": args.mvau_wwidth_max, "budget": args.budget,
+            "folding_engine": args.folding_engine}
 
 
 def _same(dest: str, given: Any, recorded: Any) -> bool:

@@ -375,16 +375,47 @@ def test_resume_is_the_same_build(tmp_path: Path, build_models, capsys) -> None:
     assert not (out / "steps" / "11_folding").exists()
 
 
-def test_unreachable_target_fps_is_said_in_the_summary(tmp_path: Path, build_models,
-                                                       caplog) -> None:
-    rc, report = run_build("--model", build_models["tfc", "bnn"], "--out", tmp_path / "b",
-                           "--target-fps", "1e12", "--verify-samples", 1, "--to-step",
-                           "estimates")
+def test_unreachable_target_fps_is_said(tmp_path: Path, build_models, caplog,
+                                        capsys) -> None:
+    """FINN's SetFolding goes on and says so in the summary; our search refuses in one sentence
+    with the best rate the part holds and what limits it."""
+    args = ["--model", build_models["tfc", "bnn"], "--target-fps", "1e12", "--verify-samples",
+            1, "--to-step", "estimates"]
+    rc, report = run_build(*args, "--out", tmp_path / "b", "--folding-engine", "finn")
     assert rc == 0
     target = report["target"]
     assert not target["reached"] and target["how"] == "FINN's estimate"
     assert target["achieved_fps"] == report["estimates"]["estimated_fps"] < 1e12
     assert "target 1,000,000,000,000 FPS not reached" in caplog.text
+    capsys.readouterr()
+    assert run_build(*args, "--out", tmp_path / "c")[0] == 1
+    # 784 8-bit pixels through the 64-bit input DMA: 98 cycles per frame at best
+    assert one_line_error(capsys, "--target-fps 1e+12: the budget 42,560 LUT, 126 BRAM36, 220 "
+                          "DSP holds at best 1,020,408 FPS (98 cycles per frame; limited by "
+                          "the input stream's bandwidth)")
+
+
+@pytest.mark.yosys
+def test_search_fills_a_small_budget(tmp_path: Path, build_models) -> None:
+    """--target-fps max within 5 % of the LUTs and 4 % of the block RAM: the folding the search
+    chose fits by Yosys, runs in stitched rtlsim at the rate it predicted, and its folding file
+    builds the same accelerator again."""
+    out = tmp_path / "b"
+    rc, report = run_build("--model", build_models["tfc", "bnn"], "--out", out, "--target-fps",
+                           "max", "--budget", "lut=0.05,bram=0.04", "--verify-samples", 4,
+                           resources=True)
+    assert rc == 0
+    fs = report["folding_search"]
+    assert fs["limit"].startswith("the budget") and fs["budget"]["LUT"] == 0.05 * 53200
+    checked = fs["rounds"][-1]["yosys"]
+    assert checked and checked["LUT"] <= 0.05 * 53200 and checked["BRAM36"] <= 0.04 * 140
+    perf = report["performance"]
+    assert fs["cycles"] / perf["cycles_per_frame"] >= 0.95
+    assert report["target"]["fps"] == "max" and report["target"]["reached"]
+    assert json.loads((out / "folding.json").read_text()) == fs["folding"]
+    rc, again = run_build("--model", build_models["tfc", "bnn"], "--out", tmp_path / "c",
+                          "--folding", out / "folding.json", "--verify-samples", 2)
+    assert rc == 0 and again["performance"]["cycles_per_frame"] == perf["cycles_per_frame"]
 
 
 def test_interrupted_build_says_how_to_resume(tmp_path: Path, build_models) -> None:
