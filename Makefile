@@ -17,7 +17,7 @@ XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile
 
 BENCH_ARGS ?= --dataset fashion-mnist --nets tfc,cnv --epochs tfc=10,cnv=1
 
-.PHONY: setup demo demo-resnet test test-quick benchmark bench-accel clean
+.PHONY: setup demo demo-resnet test test-quick benchmark bench-accel bench-targets clean
 
 setup:
 	@scripts/setup.sh
@@ -59,6 +59,21 @@ ACCEL_ARGS ?= --model tfc=runs/benchmark/fashion-mnist/tfc_bnn_s0/checkpoint.pt 
     --model cnv=runs/benchmark/fashion-mnist/cnv_bnn_s0/checkpoint.pt
 bench-accel: setup
 	$(PY) -m build_flows.bench $(ACCEL_ARGS)
+
+# the throughput targets: Brevitas' CNV-W1A1 (3x32x32) and LFC-W1A1 (784) folded by our search
+# for the highest rate within BNN-PYNQ's Pynq-Z2 budgets (LUT and BRAM36, less the shell
+# allowance: CNV 26,072 LUT and 124 BRAM36, LFC 28,360 and 110), built through rtlsim and Yosys;
+# writes results/targets_{cnv,lfc}_pynq-z2.*
+TARGETS ?= runs/targets
+bench-targets: setup
+	$(PY) -m models.reference --net cnv_1w1a --out $(TARGETS)/cnv_w1a1.onnx --force
+	$(PY) -m models.reference --net lfc_1w1a --out $(TARGETS)/lfc_w1a1.onnx --force
+	$(PY) -m build_flows.bench --board Pynq-Z2 --model cnv-w1a1=$(TARGETS)/cnv_w1a1.onnx \
+	    --target-fps cnv-w1a1=max --budget lut=0.3961,bram=0.857 --verify-samples 4 \
+	    --builds $(TARGETS)/builds --stem targets_cnv_pynq-z2
+	$(PY) -m build_flows.bench --board Pynq-Z2 --model lfc-w1a1=$(TARGETS)/lfc_w1a1.onnx \
+	    --target-fps lfc-w1a1=max --budget lut=0.4391,bram=0.757 --verify-samples 10 \
+	    --builds $(TARGETS)/builds --stem targets_lfc_pynq-z2
 
 clean:
 	rm -rf runs builds .pytest_cache

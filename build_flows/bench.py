@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from build_flows import build
+from build_flows.pipeline.search import SHELL
 
 log = logging.getLogger("build_flows.bench")
 
@@ -53,7 +54,17 @@ def row(name: str, report: dict[str, Any]) -> dict[str, Any]:
             "finn_BRAM36": fe["BRAM36"], "tool": res["tool"],
             "yosys_seconds": res["seconds"], "sim_seconds": perf["sim_seconds"],
             "verilator_build_seconds": report["rtl"]["verilator_build_seconds"],
-            "fifo_sizing": report["rtl"].get("fifo_sizing")}
+            "fifo_sizing": report["rtl"].get("fifo_sizing"),
+            "cost_model": res.get("cost_model"), "target": report.get("target"),
+            "search": _search(report.get("folding_search"))}
+
+
+def _search(fs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The folding search's verdict in a bench row: its cycles, what stopped it, the budget."""
+    if not fs:
+        return None
+    return {"cycles": fs["cycles"], "limit": fs["limit"], "budget": fs["budget"],
+            "rounds": len(fs["rounds"]), "bottleneck": fs["bottleneck"]}
 
 
 def write(rows: list[dict[str, Any]], out: Path, board: str, stem_name: str | None = None) -> None:
@@ -77,6 +88,22 @@ def write(rows: list[dict[str, Any]], out: Path, board: str, stem_name: str | No
             f"{r['cycles_per_frame']:,.1f} ({r['estimated_cycles_per_frame']:,}) | "
             f"{r['fps']:,.0f} | {r['latency_cycles']:,} | {r['LUT']:,} ({r['finn_LUT']:,.0f}) | "
             f"{r['FF']:,} | {r['BRAM36']:g} ({r['finn_BRAM36']:g}) | {r['DSP']} |")
+    searched = [r for r in rows if r.get("search")]
+    if searched:
+        lines += ["", "Folded by our search (`--target-fps`, `--budget`): what stopped it, and "
+                  f"the accelerator with the shell allowance ({SHELL['LUT']:,} LUT, "
+                  f"{SHELL['BRAM36']} BRAM36, assumed) against the budget.", "",
+                  "| design | target FPS | measured FPS | stopped by | cost model LUT | "
+                  "LUT + shell | BRAM36 + shell | budget LUT / BRAM36 |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in searched:
+            t, sr, cm = r["target"] or {}, r["search"], r.get("cost_model") or {}
+            target = t.get("fps")
+            lines.append(
+                f"| {r['design']} | {target if target == 'max' else f'{target:,.0f}'} | "
+                f"{r['fps']:,.0f} | {sr['limit']} | {cm.get('LUT', 0):,.0f} | "
+                f"{r['LUT'] + SHELL['LUT']:,} | {r['BRAM36'] + SHELL['BRAM36']:g} | "
+                f"{sr['budget']['LUT']:,.0f} / {sr['budget']['BRAM36']:g} |")
     for r in rows:
         fs = r.get("fifo_sizing")
         if not fs:
@@ -123,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stem", help="output file stem (default accel_<board>)")
     ap.add_argument("--board", default="Pynq-Z2")
     ap.add_argument("--verify-samples", type=int, default=100)
+    ap.add_argument("--budget", help="the folding search's budget (see build.py --budget)")
+    ap.add_argument("--clock-ns", help="clock period (default: the board's)")
     ap.add_argument("--builds", type=Path, default=Path("builds/bench"))
     ap.add_argument("--out", type=Path, default=Path("results"))
     args = ap.parse_args(argv)
@@ -133,12 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, model in pairs(args.model, "--model").items():
         net = name.split("_")[0]
         fold = foldings.get(name) or (str(CONFIGS / DEFAULT_FOLDING[net])
-                                      if net in DEFAULT_FOLDING else None)
+                                      if net in DEFAULT_FOLDING and name not in rates else None)
         how = ["--folding", fold] if fold else (["--target-fps", rates[name]] if name in rates
                                                else [])
         out = args.builds / args.board / name
         argv_ = ["--model", model, "--board", args.board, *how, "--out", str(out),
                  "--verify-samples", str(args.verify_samples)]
+        argv_ += ["--budget", args.budget] if args.budget and not fold else []
+        argv_ += ["--clock-ns", args.clock_ns] if args.clock_ns else []
         if (out / "state.json").is_file():
             argv_.append("--resume")
         log.info("building %s (%s)", name, " ".join(how) or "SetFolding at the default rate")

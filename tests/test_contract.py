@@ -70,6 +70,8 @@ COMMANDS = [
     Command("models.export", _module("models.export"),
             lambda t: ["--checkpoint", str(_file(t / "run" / "checkpoint.pt")),
                        "--out", str(t / "out" / "model.onnx")]),
+    Command("models.reference", _module("models.reference"),
+            lambda t: ["--net", "tfc_1w1a", "--out", str(t / "out" / "tfc.onnx")]),
     Command("build.py", _module("build_flows.build"),
             lambda t: ["--model", str(_file(t / "model.onnx")), "--out", str(t / "out")]),
     Command("validate.py", _script(DEPLOY / "validate.py"),
