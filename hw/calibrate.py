@@ -199,12 +199,22 @@ def main(argv: list[str] | None = None) -> int:
                  time.time() - t0)
         return result
 
+    def attempt(j: tuple[str, int, units.Unit]) -> dict[str, float] | None:
+        try:
+            return synth_unit(j[2], args.family)
+        except yosys.SynthError as exc:  # a Yosys failure on this shape: reported, not fitted
+            log.warning("%s %d: %s", j[0], j[1], exc)
+            return None
+
     with ThreadPoolExecutor(args.jobs) as pool:
-        measured = list(pool.map(lambda j: progress(
-            f"{j[0]} {j[1]}", synth_unit(j[2], args.family)), jobs))
+        measured = list(pool.map(lambda j: progress(f"{j[0]} {j[1]}", attempt(j)), jobs))
         built = list(pool.map(lambda d: progress(d[0], synth_design(d[1], args.family)), held))
-    log.info("synthesized %d units and %d designs in %.0f s", len(jobs), len(built),
-             time.time() - t0)
+    failed = [{"module": m, "params": u.params} for (m, _, u), r in zip(jobs, measured,
+                                                                       strict=True) if r is None]
+    jobs, measured = zip(*[(j, r) for j, r in zip(jobs, measured, strict=True) if r is not None],
+                         strict=True)
+    log.info("synthesized %d units (%d failed in Yosys) and %d designs in %.0f s", len(jobs),
+             len(failed), len(built), time.time() - t0)
     coef = {m: cost.fit([(u, r) for (mm, i, u), r in zip(jobs, measured, strict=True)
                          if mm == m and i < size(m)[0]]) for m in shapes}
     model = cost.CostModel(args.family, coef)
@@ -213,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     drows = [{"design": name, "units": len(nodes), "yosys": res, "model": model.total(stages)}
              for (name, nodes), (res, stages) in zip(held, built, strict=True)]
     save_model(args.model_file, args.family, coef, yosys.version())
-    write_results(args.out, args.family, rows, drows, round(time.time() - t0))
+    write_results(args.out, args.family, rows, drows, round(time.time() - t0), failed)
     return 0
 
 
@@ -234,7 +244,7 @@ def refit(args: argparse.Namespace) -> int:
         stages, _ = stitch.connect(nodes)
         drows.append({**d, "model": model.total(stages)})
     save_model(args.model_file, args.family, coef, old["tool"])
-    write_results(args.out, args.family, rows, drows, old["seconds"])
+    write_results(args.out, args.family, rows, drows, old["seconds"], old.get("failed"))
     return 0
 
 
@@ -246,16 +256,17 @@ def save_model(path: Path, family: str, coef: dict[str, Any], tool: str) -> None
 
 
 def write_results(out: Path, family: str, rows: list[dict], drows: list[dict],
-                  seconds: int) -> None:
+                  seconds: int, failed: list[dict] | None = None) -> None:
     """``cost_model_<family>.json``, ``.md`` and ``.png``."""
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"cost_model_{family}"
     summary = calibrate_report.summarize(rows, drows)
     stem.with_suffix(".json").write_text(json.dumps(
         {"family": family, "tool": yosys.version(), "seconds": seconds, "summary": summary,
-         "units": rows, "designs": drows}, indent=1, default=float) + "\n")
+         "units": rows, "designs": drows, "failed": failed or []}, indent=1,
+        default=float) + "\n")
     stem.with_suffix(".md").write_text(calibrate_report.markdown(family, summary, drows,
-                                                                 seconds))
+                                                                 seconds, failed or []))
     calibrate_report.plot(rows, drows, stem.with_suffix(".png"), family)
     log.info("wrote %s.{json,md,png}", stem)
 

@@ -196,7 +196,11 @@ def fold_graph(model: Any, cfg: Any) -> tuple[Any, dict[str, Any]]:
         synth = None
         if any(result.resources[r] > CHECK_ABOVE * b for r, b in budget.items() if b):
             with tempfile.TemporaryDirectory(prefix="bnnforge_search_") as tmp:
-                synth = synthesize(model, family, Path(tmp))
+                try:
+                    synth = synthesize(model, family, Path(tmp))
+                except BuildError as exc:  # the model's figures stand; the log says why
+                    log.warning("%s; going on with the cost model's figures", exc)
+                    record["yosys_error"] = str(exc)
         over = {r: synth[r] / budget[r] for r in budget
                 if synth and budget[r] and synth[r] > budget[r]}
         record["rounds"].append({"cycles": result.cycles, "bottleneck": result.bottleneck,

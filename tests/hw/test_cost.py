@@ -49,8 +49,10 @@ def test_nnls_matches_a_brute_force_search() -> None:
     assert np.linalg.norm(a @ x - b) == pytest.approx(best[0], rel=1e-9)
 
 
-def test_every_module_has_features_and_coefficients() -> None:
-    model = cost.CostModel.load("zynq7")
+@pytest.mark.parametrize("family", ["zynq7", "zynquplus"])
+def test_every_module_has_features_and_coefficients(family: str) -> None:
+    """Both board families are calibrated (Pynq, and Ultra96/ZCU104/KV260)."""
+    model = cost.CostModel.load(family)
     assert set(model.coef) == set(cost.FEATURES)
     assert all(model.coef[m]["LUT"] for m in model.coef)
     with pytest.raises(ValueError, match="no cost model for module 'nope'"):
