@@ -127,18 +127,84 @@ def initial(design: Design, ram_style: str = "block") -> dict[str, dict[str, Any
 
 
 def _moves(design: Design, name: str, fold: dict[str, Any]) -> Iterable[dict[str, Any]]:
-    """The next step of each folding parameter of unit ``name``, each with either weight RAM."""
+    """The next step of each folding parameter of unit ``name``."""
     part = design.by_name[name]
     for k, n in part.dims.items():
         bigger = [d for d in divisors(n) if d > fold[k]]
-        if not bigger:
+        if bigger:
+            yield {**fold, k: bigger[0]}
+
+
+def _try(design: Design, folds: dict[str, dict[str, Any]], name: str,
+         fold: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[units.Unit],
+                                        dict[str, float]]:
+    """``folds`` with unit ``name`` at ``fold``; a matrix unit's weights in block RAM or LUTs,
+    whichever leaves the fullest resource emptier."""
+    options = [fold]
+    if design.by_name[name].unit.module == "mvtu":
+        options = [{**fold, "ram_style": s} for s in ("block", "distributed")]
+    tried = []
+    for f in options:
+        trial = {**folds, name: f}
+        t_units = design.units(trial)
+        t_res = design.resources(t_units)
+        tried.append((design.pressure(t_res), trial, t_units, t_res))
+    _, trial, t_units, t_res = min(tried, key=lambda t: t[0])
+    return trial, t_units, t_res
+
+
+def rebalance(design: Design, folds: dict[str, dict[str, Any]], us: list[units.Unit],
+              res: dict[str, float]) -> tuple[dict[str, dict[str, Any]], list[units.Unit],
+                                              dict[str, float], bool]:
+    """Move matrix units' weights between block RAM and LUTs while that lowers the fullest
+    resource's share of the budget (the search's steps choose one unit at a time)."""
+    changed = False
+    for name, fold in folds.items():
+        if design.by_name[name].unit.module != "mvtu":
             continue
-        new = {**fold, k: bigger[0]}
-        if part.unit.module == "mvtu":
-            for style in ("block", "distributed"):
-                yield {**new, "ram_style": style}
-        else:
-            yield new
+        other = {**fold, "ram_style": "distributed" if fold.get("ram_style") == "block"
+                 else "block"}
+        trial = {**folds, name: other}
+        t_units = design.units(trial)
+        t_res = design.resources(t_units)
+        if design.fits(t_res) and design.pressure(t_res) < design.pressure(res) - 1e-9:
+            folds, us, res, changed = trial, t_units, t_res, True
+    return folds, us, res, changed
+
+
+def make_room(design: Design, folds: dict[str, dict[str, Any]], max_flips: int = 20
+              ) -> tuple[dict[str, dict[str, Any]], list[units.Unit], dict[str, float]] | None:
+    """``folds`` made to fit the budget by moving matrix units' weights between block RAM and
+    LUTs: each flip frees the most of the resource over its budget per share of the others it
+    takes; None when no sequence of flips fits."""
+    us = design.units(folds)
+    res = design.resources(us)
+    for _ in range(max_flips):
+        if design.fits(res):
+            return folds, us, res
+        over = max(design.budget, key=lambda r: res[r] / design.budget[r]
+                   if design.budget[r] else 0.0)
+        best = None
+        for name, fold in folds.items():
+            if design.by_name[name].unit.module != "mvtu":
+                continue
+            flip = {**fold, "ram_style": "distributed" if fold.get("ram_style") == "block"
+                    else "block"}
+            trial = {**folds, name: flip}
+            t_units = design.units(trial)
+            t_res = design.resources(t_units)
+            freed = (res[over] - t_res[over]) / design.budget[over]
+            others = [r for r, b in design.budget.items() if b and r != over]
+            if freed <= 0 or any(t_res[r] > b for r in others for b in [design.budget[r]]):
+                continue
+            cost_ = sum(max(t_res[r] - res[r], 0.0) / design.budget[r] for r in others)
+            key = freed / (cost_ + 1e-9)
+            if best is None or key > best[0]:
+                best = (key, trial, t_units, t_res)
+        if best is None:
+            return None
+        _, folds, us, res = best
+    return (folds, us, res) if design.fits(res) else None
 
 
 def search(design: Design, target_cycles: int | None, max_steps: int = 5000) -> Result:
@@ -164,14 +230,15 @@ def search(design: Design, target_cycles: int | None, max_steps: int = 5000) -> 
             break
         best, blocked = None, None
         for fold in _moves(design, name, folds[name]):
-            trial = {**folds, name: fold}
-            t_units = design.units(trial)
-            t_res = design.resources(t_units)
-            if not design.fits(t_res):
-                over = max((t_res[r] / b, r) for r, b in design.budget.items() if b > 0)
-                if blocked is None or over < blocked[0]:
-                    blocked = (over, t_res)
-                continue
+            trial, t_units, t_res = _try(design, folds, name, fold)
+            if not design.fits(t_res):  # room from moving weights between BRAM and LUTs?
+                room = make_room(design, trial)
+                if room is None:
+                    over = max((t_res[r] / b, r) for r, b in design.budget.items() if b > 0)
+                    if blocked is None or over < blocked[0]:
+                        blocked = (over, t_res)
+                    continue
+                trial, t_units, t_res = room
             saved = cyc[name] - design.cycles(t_units)[name]
             spent = sum(max(t_res[r] - res[r], 0.0) / b for r, b in design.budget.items()
                         if b > 0)
@@ -179,6 +246,10 @@ def search(design: Design, target_cycles: int | None, max_steps: int = 5000) -> 
             if saved > 0 and (best is None or key > best[0]):
                 best = (key, trial, t_units, t_res)
         if best is None:
+            if blocked is not None:  # room elsewhere? move weights between BRAM and LUTs
+                folds, us, res, changed = rebalance(design, folds, us, res)
+                if changed:
+                    continue
             if blocked is None:
                 limit = f"{name} cannot be folded further"
             else:

@@ -215,8 +215,8 @@ def fold_graph(model: Any, cfg: Any) -> tuple[Any, dict[str, Any]]:
         if round_ == BACK_OFFS:
             raise BuildError(f"folding search: Yosys finds {_fmt(synth)}, over the budget "
                              f"{_fmt(budget)} after {BACK_OFFS} back-offs")
-        for r, ratio in over.items():
-            limit[r] = limit[r] / ratio * 0.97
+        for r in over:  # the model's error on this design, taken out of the next round
+            limit[r] = budget[r] * result.resources[r] / synth[r] * 0.99
         log.warning("backing off: Yosys puts the design over the budget in %s; searching again "
                     "with %s", ", ".join(sorted(over)), _fmt(limit))
     if target is not None and not result.reached:
