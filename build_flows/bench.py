@@ -56,6 +56,7 @@ def row(name: str, report: dict[str, Any]) -> dict[str, Any]:
             "verilator_build_seconds": report["rtl"]["verilator_build_seconds"],
             "fifo_sizing": report["rtl"].get("fifo_sizing"),
             "cost_model": res.get("cost_model"), "target": report.get("target"),
+            "timing": res.get("timing"),
             "search": _search(report.get("folding_search"))}
 
 
@@ -88,6 +89,20 @@ def write(rows: list[dict[str, Any]], out: Path, board: str, stem_name: str | No
             f"{r['cycles_per_frame']:,.1f} ({r['estimated_cycles_per_frame']:,}) | "
             f"{r['fps']:,.0f} | {r['latency_cycles']:,} | {r['LUT']:,} ({r['finn_LUT']:,.0f}) | "
             f"{r['FF']:,} | {r['BRAM36']:g} ({r['finn_BRAM36']:g}) | {r['DSP']} |")
+    timed = [r for r in rows if r.get("timing")]
+    if timed:
+        lines += ["", "Timing estimate of each stitched design (`hw.timing`: Yosys `sta` with "
+                  "Vivado's 7-series cell delays, plus an assumed routing delay per net; no "
+                  "place-and-route, so not timing closure):", "",
+                  "| design | clock | longest path | LUT levels | carry chain | estimate | "
+                  "verdict |", "|---|---|---|---|---|---|---|"]
+        for r in timed:
+            t = r["timing"]
+            lines.append(f"| {r['design']} | {t['clock_ns']:g} ns | {t['from'].split()[0]} in "
+                         f"{t['from_unit']} -> {t['to'].split()[0]} in {t['to_unit']} | "
+                         f"{t['lut_levels']} | {t['carry_length']} | {t['delay_ns']:.2f} ns "
+                         f"(~{t['fmax_mhz']:.0f} MHz) | "
+                         f"{'meets' if t['meets'] else 'misses'} ({t['slack_ns']:+.2f} ns) |")
     searched = [r for r in rows if r.get("search")]
     if searched:
         lines += ["", "Folded by our search (`--target-fps`, `--budget`): what stopped it, and "

@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hw import timing
+
 log = logging.getLogger(__name__)
 
 
@@ -117,6 +119,15 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         for r in res.get("per_node", []):
             lines.append(f"| {r['name']} ({r['module']}) | {r['LUT']:,} LUT, {r['FF']:,} FF, "
                          f"{r['BRAM36']} BRAM36 | | |")
+        tim = res.get("timing")
+        if tim:
+            lines += ["", f"Timing estimate (Yosys `sta` on the synthesized netlist with Vivado's "
+                      f"7-series cell delays, plus {timing.NET_NS} ns per routed net; no "
+                      f"place-and-route, so an estimate, not timing closure): longest path "
+                      f"{tim['from']} -> {tim['to']}: {timing.describe(tim)}."]
+            slow = [r for r in res.get("per_node", []) if not r["timing"].get("meets", True)]
+            lines += [f"- {r['name']} ({r['module']}): {timing.describe(r['timing'])}"
+                      for r in slow]
     lines += ["", "| step | seconds |", "|---|---|"]
     lines += [f"| {s['name']} | {s['seconds']:.1f} |" for s in report.get("steps", [])]
     bit = report.get("bitfile")
@@ -204,6 +215,8 @@ def log_summary(report: dict[str, Any], out: Path) -> None:
     if res:
         log.info("resources: %d LUT, %d FF, %.1f BRAM36, %d DSP (%s)", res["LUT"], res["FF"],
                  res["BRAM36"], res["DSP"], res["tool"])
+        if res.get("timing"):
+            log.info("timing estimate (no place-and-route): %s", timing.describe(res["timing"]))
     cm = (report.get("rtl") or {}).get("cost_model") or {}
     if "LUT" in cm:
         log.info("cost model (ours, fitted on Yosys): %.0f LUT, %.0f FF, %.1f BRAM36, %.0f DSP%s",

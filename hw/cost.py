@@ -236,6 +236,16 @@ def dsp(unit: units.Unit) -> float:
     return 0.0
 
 
+def pipe_registers(unit: units.Unit) -> int:
+    """Flip-flops a matrix unit's ``PIPE`` stage adds (counted, not fitted): the dot products
+    and carry-ins (PE * (ACC_W + 1)), the -T words (PE * (ACC_W + 1) with thresholds) and
+    three control bits."""
+    p = unit.params
+    if unit.module != "mvtu" or not p.get("PIPE"):
+        return 0
+    return p["PE"] * (p["ACC_W"] + 1) * (2 if p.get("ACTIVATION", 1) else 1) + 3
+
+
 def features(unit: units.Unit) -> dict[str, float]:
     """The structural features of ``unit`` (see :data:`FEATURES`)."""
     try:
@@ -272,6 +282,7 @@ class CostModel:
         out = {r: sum(c * f.get(k, 0.0) for k, c in coef.get(r, {}).items())
                for r in FITTED}
         out["BRAM36"], out["DSP"] = bram36(unit), dsp(unit)
+        out["FF"] += pipe_registers(unit)
         return out
 
     def total(self, stages: Iterable[units.Unit]) -> dict[str, float]:

@@ -74,9 +74,10 @@ class Design:
 
     def __init__(self, parts: list[Foldable], edges: list[stitch.Edge] | None, in_bits: int,
                  model: cost.CostModel, budget: dict[str, float],
-                 in_stream_bits: int | None = None) -> None:
+                 in_stream_bits: int | None = None, max_simd: int | None = None) -> None:
         self.parts, self.edges, self.in_bits = parts, edges, in_bits
         self.model, self.budget, self.in_stream_bits = model, budget, in_stream_bits
+        self.max_simd = max_simd  # XNOR matrix units: the widest SIMD that meets the clock
         self.by_name = {p.unit.name: p for p in parts}
 
     def units(self, folds: dict[str, dict[str, Any]]) -> list[units.Unit]:
@@ -126,11 +127,19 @@ def initial(design: Design, ram_style: str = "block") -> dict[str, dict[str, Any
     return folds
 
 
+def _capped(design: Design, name: str, key: str, value: int) -> bool:
+    """Is ``value`` of folding parameter ``key`` beyond what the clock allows (the SIMD of an
+    XNOR matrix unit above ``design.max_simd``)?"""
+    unit = design.by_name[name].unit
+    return (key == "SIMD" and unit.module == "mvtu" and bool(unit.params.get("XNOR"))
+            and design.max_simd is not None and value > design.max_simd)
+
+
 def _moves(design: Design, name: str, fold: dict[str, Any]) -> Iterable[dict[str, Any]]:
-    """The next step of each folding parameter of unit ``name``."""
+    """The next step of each folding parameter of unit ``name`` (within the clock's SIMD cap)."""
     part = design.by_name[name]
     for k, n in part.dims.items():
-        bigger = [d for d in divisors(n) if d > fold[k]]
+        bigger = [d for d in divisors(n) if d > fold[k] and not _capped(design, name, k, d)]
         if bigger:
             yield {**fold, k: bigger[0]}
 
@@ -250,7 +259,12 @@ def search(design: Design, target_cycles: int | None, max_steps: int = 5000) -> 
                 folds, us, res, changed = rebalance(design, folds, us, res)
                 if changed:
                     continue
-            if blocked is None:
+            if blocked is None and any(_capped(design, name, "SIMD", d)
+                                       for d in divisors(design.by_name[name].dims.get("SIMD", 1))):
+                limit = (f"the clock: {name} is at SIMD {folds[name]['SIMD']}, the widest "
+                         f"whose popcount meets the clock by the timing estimate, and PE "
+                         f"{folds[name]['PE']}, all its rows")
+            elif blocked is None:
                 limit = f"{name} cannot be folded further"
             else:
                 r = blocked[0][1]

@@ -59,12 +59,23 @@ class Unit:
         return files
 
 
+#: XNOR units from this many lanes register their popcounts (``PIPE``): the timing estimate
+#: (hw.timing) of the unpipelined unit reaches 10 ns on a 7-series -1 from about 32 lanes
+PIPE_FROM_LANES = 32
+
+
+def mvtu_pipe(simd: int, xnor: bool) -> bool:
+    """Whether a matrix unit registers its dot products (``PIPE``) by default."""
+    return simd >= PIPE_FROM_LANES or not xnor
+
+
 def mvtu(name: str, w: np.ndarray, thresholds: np.ndarray | None, pe: int, simd: int,
          xnor: bool = True, in_w: int = 1, in_signed: bool = False, acc_w: int | None = None,
-         ram_style: str = "block", w_bits: int = 1) -> Unit:
+         ram_style: str = "block", w_bits: int = 1, pipe: bool | None = None) -> Unit:
     """Matrix-vector(-threshold) unit: ``w`` (MH, MW) bits (1 = +1), or ``w_bits``-bit signed
     integers when ``w_bits`` > 1 (integer inputs only); one threshold per row or None for raw
-    accumulators."""
+    accumulators. ``pipe`` (None: from :data:`PIPE_FROM_LANES` lanes, and every integer dot
+    product) registers the dot products before the accumulator."""
     mh, mw = w.shape
     if mw % simd or mh % pe:
         raise ValueError(f"{name}: SIMD={simd} must divide MW={mw} and PE={pe} must divide MH={mh}")
@@ -79,7 +90,8 @@ def mvtu(name: str, w: np.ndarray, thresholds: np.ndarray | None, pe: int, simd:
     params = {"MW": mw, "MH": mh, "SIMD": simd, "PE": pe, "XNOR": int(xnor),
               "IN_W": 1 if xnor else in_w, "IN_SIGNED": int(in_signed), "W_W": w_bits,
               "ACTIVATION": int(act),
-              "ACC_W": acc_w, "RAM_STYLE": ram_style, "SLICED": int(sliced)}
+              "ACC_W": acc_w, "RAM_STYLE": ram_style, "SLICED": int(sliced),
+              "PIPE": int(pipe if pipe is not None else mvtu_pipe(simd, xnor))}
     mems = {"WEIGHT_FILE": (hwm.mvtu_weight_words(w, pe, simd, w_bits), pe * simd * w_bits)}
     if act:
         mems["THRESH_FILE"] = hwm.mvtu_threshold_memory(thresholds, pe, acc_w, mw // simd,
@@ -243,7 +255,8 @@ def refold(unit: Unit, pe: int | None = None, simd: int | None = None,
     in_ports, out_ports = unit.in_ports, unit.out_ports
     if m == "mvtu":
         pe, simd = pe or p["PE"], simd or p["SIMD"]
-        p.update(PE=pe, SIMD=simd, RAM_STYLE=ram_style or p["RAM_STYLE"])
+        p.update(PE=pe, SIMD=simd, RAM_STYLE=ram_style or p["RAM_STYLE"],
+                 PIPE=int(mvtu_pipe(simd, bool(p["XNOR"]))))
         if p["ACTIVATION"]:
             p["SLICED"] = int(hwm.mvtu_slice_thresholds(p["MH"] // pe, p["MW"] // simd, pe,
                                                          p["ACC_W"]))

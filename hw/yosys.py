@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hw import timing as timing_mod
+
 #: board family (build_flows.boards.Board.family) -> synth_xilinx -family
 FAMILIES = {"zynq7": "xc7", "zynquplus": "xcup"}
 
@@ -41,6 +43,9 @@ def version() -> str:
     out = subprocess.run([*yosys_cmd(), "-V"], capture_output=True, text=True)
     return out.stdout.strip().splitlines()[0] if out.stdout else "yosys (unknown version)"
 
+
+#: timing arcs for the cells ``cells_sim.v`` leaves without (see the file's header)
+TIMING_ARCS = Path(__file__).resolve().parent / "timing_arcs.v"
 
 #: LUTs a distributed-RAM / shift-register primitive occupies (7-series and UltraScale)
 MEMORY_LUTS = {"RAM32X1S": 1, "RAM32X1D": 2, "RAM64X1S": 1, "RAM64X1D": 2, "RAM128X1S": 2,
@@ -93,15 +98,21 @@ def _limit_memory() -> None:
 
 
 def synth(top: str, sources: list[Path], params: dict[str, Any], family: str = "zynq7",
-          workdir: Path | None = None, timeout: float = 1800) -> dict[str, Any]:
+          workdir: Path | None = None, timeout: float = 1800, timing: bool = False,
+          part: str | None = None, clock_ns: float | None = None) -> dict[str, Any]:
     """Synthesize ``top`` with ``params`` for a board family; memory files are read from
-    ``workdir`` (where ``$readmemh`` looks). Returns the resource counts and the tool."""
+    ``workdir`` (where ``$readmemh`` looks). Returns the resource counts and the tool; with
+    ``timing``, also ``timing``: the longest path by Yosys ``sta`` as :func:`hw.timing.estimate`
+    gives it for ``part`` against ``clock_ns``."""
     fam = FAMILIES.get(family, family)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="bnnforge_yosys_"))
     chparam = " ".join(f"-set {k} {_literal(v)}" for k, v in params.items())
+    sta = ["flatten", "read_verilog -lib -specify +/xilinx/cells_sim.v",
+           f"read_verilog -lib -specify -overwrite {TIMING_ARCS}", "tee -o sta.txt sta"]
     script = "; ".join([*(f"read_verilog -defer -sv {Path(s).resolve()}" for s in sources),
                         f"chparam {chparam} {top}" if chparam else "",
-                        f"synth_xilinx -family {fam} -top {top}", "tee -q -o stat.txt stat"])
+                        f"synth_xilinx -family {fam} -top {top}", "tee -q -o stat.txt stat",
+                        *(sta if timing else [])])
     proc = subprocess.run([*yosys_cmd(), "-q", "-p", script], cwd=workdir, capture_output=True,
                           text=True, timeout=timeout, preexec_fn=_limit_memory)
     if proc.returncode != 0 or not (workdir / "stat.txt").is_file():
@@ -112,4 +123,12 @@ def synth(top: str, sources: list[Path], params: dict[str, Any], family: str = "
         raise SynthError(f"yosys synth_xilinx of {top} failed: {(err or ['no stat'])[0]}")
     res = parse_stat((workdir / "stat.txt").read_text())
     res["tool"] = f"{version()}, synth_xilinx -family {fam} (synthesis estimate, no place-and-route)"
+    if timing:
+        try:
+            path = timing_mod.parse_sta((workdir / "sta.txt").read_text())
+            res["timing"] = timing_mod.estimate(path, family, part, clock_ns)
+            res["timing"]["untimed_cells"] = sorted(set(re.findall(
+                r"Module '(\w+)' has no timing arcs", proc.stdout + proc.stderr)))
+        except (OSError, ValueError) as exc:
+            raise SynthError(f"yosys sta of {top}: {exc}") from None
     return res

@@ -34,7 +34,7 @@ from build_flows.deploy import package
 from build_flows.pipeline import folding, vivado
 from build_flows.pipeline.config import BuildConfig
 from build_flows.pipeline.graph import apply_to_dataflow, dataflow_model
-from hw import stitch, yosys
+from hw import stitch, timing, yosys
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,8 @@ def step_resources(model: Any, cfg: BuildConfig) -> Any:
     b = cfg.board
     t0 = time.time()
     try:
-        res = yosys.synth("accel", sources, {}, family=b.family, workdir=d)
+        res = yosys.synth("accel", sources, {}, family=b.family, workdir=d, timing=True,
+                          part=b.part, clock_ns=cfg.clock_ns)
     except yosys.SynthError as exc:
         raise BuildError(str(exc)) from exc
     res.pop("cells", None)
@@ -167,13 +168,21 @@ def step_resources(model: Any, cfg: BuildConfig) -> Any:
                 continue
             files = u.write_memories(d / "per_node", prefix=f"{u.name}_")
             r = yosys.synth(u.module, [u.source], {**u.params, **files}, family=b.family,
-                            workdir=d / "per_node")
-            rows.append({"name": u.name, "module": u.module, **{k: r[k] for k in
-                                                               ("LUT", "FF", "BRAM36", "DSP")}})
+                            workdir=d / "per_node", timing=True, part=b.part,
+                            clock_ns=cfg.clock_ns)
+            rows.append({"name": u.name, "module": u.module,
+                         **{k: r[k] for k in ("LUT", "FF", "BRAM36", "DSP")},
+                         "timing": r["timing"]})
         res["per_node"] = rows
     cfg.hw["resources"] = res
     log.info("resources (%s): %d LUT, %d FF, %.1f BRAM36, %d DSP (%.1f %% of the LUTs)",
              res["tool"], res["LUT"], res["FF"], res["BRAM36"], res["DSP"], res["percent"]["LUT"])
+    log.info("timing estimate (Yosys sta, no place-and-route): %s",
+             timing.describe(res["timing"]))
+    if not res["timing"]["meets"]:
+        log.warning("the estimate puts the longest path (%s -> %s) above the %g ns clock: "
+                    "choose a slower --clock-ns, or a folding with less SIMD on that unit",
+                    res["timing"]["from"], res["timing"]["to"], cfg.clock_ns)
     return model
 
 

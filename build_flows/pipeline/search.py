@@ -29,7 +29,7 @@ from typing import Any
 from build_flows.backend import accel
 from build_flows.checks import BuildError
 from build_flows.pipeline import folding
-from hw import cost, fold, stitch, yosys
+from hw import cost, fold, stitch, timing_report, yosys
 from hw.contract import Float, Kind
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,11 @@ def budget_for(board: Any, fractions: dict[str, float] | None) -> dict[str, floa
     return {r: frac[r] * part[r] for r in part}
 
 
-def design_of(model: Any, budget: dict[str, float], family: str) -> fold.Design:
-    """Our units of the dataflow graph as a foldable design."""
+def design_of(model: Any, budget: dict[str, float], family: str, part: str | None = None,
+              clock_ns: float | None = None) -> fold.Design:
+    """Our units of the dataflow graph as a foldable design; with ``clock_ns``, XNOR matrix
+    units are kept to the widest SIMD that meets it by the timing estimate
+    (:func:`hw.timing_report.max_lanes`)."""
     try:
         cost_model = cost.CostModel.load(family)
     except (FileNotFoundError, ValueError) as exc:
@@ -120,7 +123,8 @@ def design_of(model: Any, budget: dict[str, float], family: str) -> fold.Design:
         else:
             parts.append(fold.Foldable.of(u))
     in_bits = int(_prod(model.get_tensor_shape(model.graph.input[0].name))) * elem_in.width
-    return fold.Design(parts, edges, in_bits, cost_model, budget, DMA_BITS.get(family))
+    cap = timing_report.max_lanes(family, part, clock_ns) if clock_ns else None
+    return fold.Design(parts, edges, in_bits, cost_model, budget, DMA_BITS.get(family), cap)
 
 
 def widest(model: Any) -> Any:
@@ -183,10 +187,12 @@ def fold_graph(model: Any, cfg: Any) -> tuple[Any, dict[str, Any]]:
     budget = budget_for(cfg.board, cfg.budget)
     target = None if cfg.target_fps == "max" else max(
         int(1e9 / cfg.clock_ns / (cfg.target_fps or folding.DEFAULT_FPS)), 1)
-    record: dict[str, Any] = {"target_cycles": target, "budget": budget, "rounds": []}
+    record: dict[str, Any] = {"target_cycles": target, "budget": budget, "rounds": [],
+                              "max_simd": timing_report.max_lanes(family, cfg.board.part,
+                                                                  cfg.clock_ns)}
     limit = dict(budget)
     for round_ in range(BACK_OFFS + 1):
-        design = design_of(model, limit, family)
+        design = design_of(model, limit, family, cfg.board.part, cfg.clock_ns)
         try:
             result = fold.search(design, target)
         except ValueError as exc:

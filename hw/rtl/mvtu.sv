@@ -24,6 +24,9 @@
 //               (SF * NF words of TB bits): a deep, narrow LUT ROM uses every LUT entry, where
 //               NF deep words would leave most empty. After reset the unit first reads group 0's
 //               slices (SF - 1 cycles, accepting no input). Needs SF > 1.
+// PIPE = 1 registers the dot products before the accumulator (one more cycle of latency, the
+// same rate): the popcount tree of a wide SIMD and the accumulator's adder become two paths, for
+// the clocks of the UltraScale+ boards (hw.timing estimates both).
 // RAM_STYLE ("block" or "distributed") selects the weight memory's implementation
 // (block RAM, or a ROM in LUTs). Streams: AXI-Stream style valid/ready, element 0 in the least
 // significant bits.
@@ -40,6 +43,7 @@ module mvtu #(
     parameter ACC_W = $clog2(MW + 2),
     parameter RAM_STYLE = "block",
     parameter SLICED = 0,
+    parameter PIPE = 0,
     parameter WEIGHT_FILE = "weights.hex",
     parameter THRESH_FILE = "thresholds.hex"
 ) (
@@ -237,14 +241,51 @@ module mvtu #(
     end
   endgenerate
 
+  // the beat's dot products (popcounts), and with PIPE = 1 a register stage after them that
+  // moves with the rest of the pipeline (!stall): the popcount tree and the accumulator's adder
+  // become two paths, one cycle more latency, the same rate
+  logic [ACC_W-1:0] draw [PE];
+  always_comb
+    for (int p = 0; p < PE; p++) draw[p] = XNOR ? pc[p] : dot(x1, w1[p*SIMD*W_W +: SIMD*W_W]);
+  logic [ACC_W-1:0] d [PE];
+  logic cin_d [PE];
+  logic [PE*AW-1:0] tsh_d;
+  logic v2, start2, last2;
+  generate
+    if (PIPE) begin : g_pipe
+      always_ff @(posedge clk) begin
+        if (!rst_n) v2 <= 1'b0;
+        else if (!stall) v2 <= s1_valid;
+        if (!stall) begin
+          for (int p = 0; p < PE; p++) begin
+            d[p] <= draw[p];
+            cin_d[p] <= cin_acc[p];
+          end
+          tsh_d <= ACTIVATION ? tsh[PE*AW-1:0] : '0;
+          start2 <= start1;
+          last2 <= last1;
+        end
+      end
+    end else begin : g_nopipe
+      always_comb begin
+        for (int p = 0; p < PE; p++) begin
+          d[p] = draw[p];
+          cin_d[p] = cin_acc[p];
+        end
+        tsh_d = ACTIVATION ? tsh[PE*AW-1:0] : '0;
+        v2 = s1_valid;
+        start2 = start1;
+        last2 = last1;
+      end
+    end
+  endgenerate
+
   // a row's sum starts at -T (thresholds) or 0 (raw): acc >= T becomes sum >= 0, the sign bit
   logic [AW-1:0] sum [PE];
-  logic [ACC_W-1:0] d [PE];
   always_comb begin
     for (int p = 0; p < PE; p++) begin
-      d[p] = XNOR ? pc[p] : dot(x1, w1[p*SIMD*W_W +: SIMD*W_W]);
-      sum[p] = (start1 ? (ACTIVATION ? tsh[p*AW +: AW] : '0) : acc[p])
-               + ((XNOR || ACC_W == AW) ? AW'(d[p]) : AW'($signed(d[p]))) + AW'(cin_acc[p]);
+      sum[p] = (start2 ? (ACTIVATION ? tsh_d[p*AW +: AW] : '0) : acc[p])
+               + ((XNOR || ACC_W == AW) ? AW'(d[p]) : AW'($signed(d[p]))) + AW'(cin_d[p]);
     end
   end
 
@@ -252,8 +293,8 @@ module mvtu #(
     if (!rst_n) begin
       out_full <= 1'b0;
     end else if (!stall) begin
-      out_full <= s1_valid && last1;
-      if (s1_valid) begin
+      out_full <= v2 && last2;
+      if (v2) begin
         for (int p = 0; p < PE; p++) acc[p] <= sum[p];
       end
     end
@@ -262,13 +303,13 @@ module mvtu #(
   generate
     if (ACTIVATION) begin : g_thresholds
       always_ff @(posedge clk) begin
-        if (!stall && s1_valid && last1)
+        if (!stall && v2 && last2)
           for (int p = 0; p < PE; p++)
             result[p] <= !sum[p][AW-1];
       end
     end else begin : g_raw
       always_ff @(posedge clk) begin
-        if (!stall && s1_valid && last1)
+        if (!stall && v2 && last2)
           for (int p = 0; p < PE; p++) result[p*ACC_W +: ACC_W] <= sum[p][ACC_W-1:0];
       end
     end

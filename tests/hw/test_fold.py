@@ -115,6 +115,20 @@ def test_search_stops_at_the_input_stream() -> None:
     assert result.limit == "the input stream's bandwidth"
 
 
+def test_search_keeps_xnor_units_within_the_clocks_simd() -> None:
+    """With ``max_simd`` (the widest popcount that meets the clock by the timing estimate), no
+    XNOR matrix unit goes wider: the rate stops at that cap and the search says so."""
+    net = FcNet()
+    free = fold.search(net.design(BUDGET), None)
+    assert max(f.get("SIMD", 1) for f in free.folds.values()) > 16
+    design = net.design(BUDGET)
+    design.max_simd = 16
+    capped = fold.search(design, None)
+    assert all(f.get("SIMD", 1) <= 16 for n, f in capped.folds.items() if n.startswith("fc"))
+    assert capped.cycles > free.cycles and capped.limit.startswith("the clock: ")
+    assert "SIMD 16" in capped.limit
+
+
 @pytest.mark.verilator
 def test_searched_folding_runs_at_its_rate(tmp_path: Path) -> None:
     """The search's folding for a target, built with real contents, stitched and simulated:

@@ -22,7 +22,7 @@ CASES = [(5, 3, 1, 1, 1, 0, 0), (16, 8, 16, 2, 1, 0, 0), (98, 10, 49, 5, 0, 0, 0
 
 
 def simulate(tmp_path: Path, mw, mh, simd, pe, act, in_w, in_signed, n, seed, p_valid, p_ready,
-             sliced: bool | None = None):
+             sliced: bool | None = None, pipe: int = 0):
     rng = np.random.default_rng(seed)
     xnor = in_w == 0
     w = rng.integers(0, 2, (mh, mw))
@@ -51,7 +51,7 @@ def simulate(tmp_path: Path, mw, mh, simd, pe, act, in_w, in_signed, n, seed, p_
     sim = verilator.build("mvtu", [verilator.RTL / "mvtu.sv"],
                           {"MW": mw, "MH": mh, "SIMD": simd, "PE": pe, "ACTIVATION": act,
                            "ACC_W": acc_w, "XNOR": int(xnor), "IN_W": max(in_w, 1),
-                           "IN_SIGNED": in_signed, "SLICED": int(bool(sliced))})
+                           "IN_SIGNED": in_signed, "SLICED": int(bool(sliced)), "PIPE": pipe})
     nf = mh // pe
     beats, cycles, _ = verilator.run(sim, model.mvtu_input_beats(x, simd, max(in_w, 1)), n * nf,
                                      work, seed=seed, p_valid=p_valid, p_ready=p_ready)
@@ -99,6 +99,29 @@ def test_full_flow_takes_sf_times_nf_cycles(tmp_path: Path, mw, mh, simd, pe, ac
     ideal = n * (mw // simd) * (mh // pe)
     priming = mw // simd - 1 if sliced else 0  # once after reset: group 0's threshold slices
     assert ideal <= cycles <= ideal + priming + 4, (cycles, ideal, priming)
+
+
+# (MW, MH, SIMD, PE, ACTIVATION, IN_W, IN_SIGNED, SLICED) for PIPE = 1
+PIPE_CASES = [(5, 3, 1, 1, 1, 0, 0, 0), (5, 3, 1, 1, 1, 0, 0, 1), (64, 64, 8, 8, 1, 0, 0, 0),
+              (64, 64, 8, 8, 1, 0, 0, 1), (98, 10, 49, 5, 0, 0, 0, 0), (27, 16, 3, 4, 1, 8, 1, 1),
+              (16, 8, 16, 2, 1, 0, 0, 0)]
+
+
+@pytest.mark.parametrize(("mw", "mh", "simd", "pe", "act", "in_w", "in_signed", "sliced"),
+                         PIPE_CASES)
+def test_pipelined_popcount_matches_numpy(tmp_path: Path, mw, mh, simd, pe, act, in_w, in_signed,
+                                          sliced: int) -> None:
+    """PIPE = 1 (a register after the popcount tree): the same outputs under back-pressure, and
+    at full flow SF x NF cycles per vector (one more of latency only)."""
+    for seed, pv, pr in ((5, 1.0, 1.0), (6, 0.5, 0.4), (7, 0.9, 0.3)):
+        got, want, _, _ = simulate(tmp_path, mw, mh, simd, pe, act, in_w, in_signed, 7, seed,
+                                   pv, pr, bool(sliced) if act else None, pipe=1)
+        assert not first_mismatch(got, want), first_mismatch(got, want)
+    n = 40
+    _, _, cycles, used = simulate(tmp_path, mw, mh, simd, pe, act, in_w, in_signed, n, 8, 1.0,
+                                  1.0, bool(sliced) if act else None, pipe=1)
+    ideal = n * (mw // simd) * (mh // pe)
+    assert ideal <= cycles <= ideal + (mw // simd - 1 if used else 0) + 5, (cycles, ideal)
 
 
 # (MW, MH, SIMD, PE, W_W, IN_W, IN_SIGNED, ACTIVATION): the 8-bit stem (3x3x1), a 1x1 shortcut
