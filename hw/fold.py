@@ -221,6 +221,10 @@ def search(design: Design, target_cycles: int | None, max_steps: int = 5000) -> 
     folds = initial(design)
     us = design.units(folds)
     res = design.resources(us)
+    if not design.fits(res):  # weights from block RAM to LUTs (or back) may make it fit
+        room = make_room(design, folds)
+        if room is not None:
+            folds, us, res = room
     if not design.fits(res):
         raise ValueError(f"the smallest folding already needs {_show(res)}, over the budget "
                          f"{_show(design.budget)}")

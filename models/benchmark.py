@@ -10,7 +10,8 @@ table: method, net, test accuracy, epochs, seconds per epoch, deployable) and
 ``--epochs`` is one number for every net or a per-net list such as ``tfc=10,cnv=3``.
 ``--methods`` takes registry keys or variants with options, ``bnn_plus:beta=2:lam=0`` (their own
 run dirs, ``cnv_bnn_plus+beta=2+lam=0_s0``, and table rows).
-``--device cuda --jobs 4`` trains four runs at once on the GPU; ``--collect`` tabulates the run
+``--device cuda --jobs 4`` trains four runs at once on the GPU (jobs on an embedded Ray;
+``--ray-address`` sends them to a cluster); ``--collect`` tabulates the run
 dirs as they stand without training (unfinished runs marked); ``--update`` re-runs some methods
 and replaces only their rows in the existing table.
 """
@@ -135,49 +136,49 @@ def run_dir(runs: str, dataset: str, net: str, name: str, seed: int) -> Path:
     return Path(runs) / dataset / f"{net}_{name.replace(':', '+')}_s{seed}"
 
 
+def train_child(cmd: list[str], log_path: str, env: dict[str, str]) -> int:
+    """One run as a child process of a Ray job: this CLI on that run, logging to ``log_path``;
+    its exit status."""
+    with open(log_path, "wb") as logf:
+        return subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env).returncode
+
+
 def run_parallel(args: argparse.Namespace, nets: list[str], methods: list[str],
                  seeds: list[int], epochs: dict[str, int]) -> list[str]:
-    """Train every (net, method, seed) in ``args.jobs`` concurrent child processes.
+    """Train every (net, method, seed) as jobs on Ray (:mod:`hw.jobs`): ``args.jobs`` at once on
+    an embedded local Ray, or on the cluster at ``--ray-address``.
 
-    Each child is this CLI on one run (so it resumes or reuses exactly as a serial run would),
-    logging to ``<run>/benchmark.log``; the serial pass afterwards only collects the finished
-    runs. CPU children share the cores (``OMP_NUM_THREADS`` = cores / jobs unless set).
-    Returns the log paths of the children that failed.
+    Each job runs this CLI on one run in a child process (so it resumes or reuses exactly as a
+    serial run would), logging to ``<run>/benchmark.log``; the serial pass afterwards only
+    collects the finished runs. Local CPU children share the cores (``OMP_NUM_THREADS`` = cores
+    / jobs unless set). Returns the log paths of the runs that failed.
     """
+    from hw import jobs
+
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
-    todo = [(net, method, seed) for net in nets for method in methods for seed in seeds]
-    running: list[tuple[subprocess.Popen[bytes], Path, Any]] = []
-    failed: list[str] = []
+    calls = []
     with tempfile.TemporaryDirectory() as tmp:
-        while todo or running:
-            while todo and len(running) < args.jobs:
-                net, method, seed = todo.pop(0)
-                run = run_dir(args.runs, args.dataset, net, method, seed)
-                run.mkdir(parents=True, exist_ok=True)
-                cmd = [sys.executable, "-m", "models.benchmark", "--dataset", args.dataset,
-                       "--data-dir", args.data_dir, "--nets", net, "--methods", method,
-                       "--seeds", str(seed), "--epochs", str(epochs[net]),
-                       "--train-subset", str(args.train_subset), "--runs", args.runs,
-                       "--out", str(Path(tmp) / run.name), "--device", args.device,
-                       "--jobs", "1", "--no-progress"]
-                logf = (run / "benchmark.log").open("wb")
-                log.info("started %s %s seed %d (%d queued); log %s", net, method, seed,
-                         len(todo), run / "benchmark.log")
-                running.append((subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
-                                                 env=env), run, logf))
-            time.sleep(1.0)
-            for item in [r for r in running if r[0].poll() is not None]:
-                proc, run, logf = item
-                logf.close()
-                running.remove(item)
-                if proc.returncode:
-                    failed.append(str(run / "benchmark.log"))
-                    log.error("%s failed (exit %d); see %s", run.name, proc.returncode,
-                              run / "benchmark.log")
-                else:
-                    log.info("finished %s (%d running, %d queued)", run.name, len(running),
-                             len(todo))
+        for net in nets:
+            for method in methods:
+                for seed in seeds:
+                    run = run_dir(args.runs, args.dataset, net, method, seed)
+                    run.mkdir(parents=True, exist_ok=True)
+                    cmd = [sys.executable, "-m", "models.benchmark", "--dataset", args.dataset,
+                           "--data-dir", args.data_dir, "--nets", net, "--methods", method,
+                           "--seeds", str(seed), "--epochs", str(epochs[net]),
+                           "--train-subset", str(args.train_subset), "--runs", args.runs,
+                           "--out", str(Path(tmp) / run.name), "--device", args.device,
+                           "--jobs", "1", "--no-progress"]
+                    calls.append((run.name, (cmd, str(run / "benchmark.log"), env)))
+        log.info("training %d runs, %d at once; logs in each run's benchmark.log", len(calls),
+                 args.jobs)
+        outcomes = jobs.run(train_child, calls, jobs=args.jobs, address=args.ray_address)
+    failed = []
+    for (_, (_, log_path, _)), o in zip(calls, outcomes, strict=True):
+        if o.error is not None or o.value:
+            failed.append(log_path)
+            log.error("%s failed (%s); see %s", o.name, o.error or f"exit {o.value}", log_path)
     return failed
 
 
@@ -292,7 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", default="auto",
                     help="cpu, cuda, cuda:N, or auto (cuda when available; default)")
     ap.add_argument("--jobs", type=int, default=1,
-                    help="runs trained at once, each in its own process (default 1)")
+                    help="runs trained at once, each in its own process, as jobs on an "
+                         "embedded local Ray (default 1: no Ray)")
+    ap.add_argument("--ray-address", default=None,
+                    help="run the jobs on the Ray cluster at this address instead (its nodes "
+                         "need this checkout and shared --runs storage)")
     ap.add_argument("--collect", action="store_true",
                     help="train nothing: tabulate the run dirs as they stand (unfinished runs "
                          "are marked, e.g. while a --jobs benchmark runs)")
@@ -320,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--jobs {args.jobs}: give at least 1")
         results = []
         t_start = time.time()
-        if args.jobs > 1 and not args.collect:
+        if (args.jobs > 1 or args.ray_address) and not args.collect:
             failed = run_parallel(args, nets, methods, seeds, epochs)
             if failed:
                 raise ValueError(f"{len(failed)} run(s) failed; logs: {', '.join(failed)}")
