@@ -17,7 +17,7 @@ XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile
 
 BENCH_ARGS ?= --dataset fashion-mnist --nets tfc,cnv --epochs tfc=10,cnv=1
 
-.PHONY: setup demo demo-resnet test test-quick benchmark bench-accel bench-targets clean
+.PHONY: setup demo demo-resnet test test-quick benchmark bench-accel bench-targets bench-explore clean
 
 setup:
 	@scripts/setup.sh
@@ -74,6 +74,21 @@ bench-targets: setup
 	$(PY) -m build_flows.bench --board Pynq-Z2 --model lfc-w1a1=$(TARGETS)/lfc_w1a1.onnx \
 	    --target-fps lfc-w1a1=max --budget lut=0.4391,bram=0.757 --verify-samples 10 \
 	    --builds $(TARGETS)/builds --stem targets_lfc_pynq-z2
+	$(PY) -m build_flows.bench --board ZCU104 --model cnv-w1a1=$(TARGETS)/cnv_w1a1.onnx \
+	    --target-fps cnv-w1a1=max --verify-samples 4 --builds $(TARGETS)/builds \
+	    --stem targets_cnv_zcu104
+
+# design-space plots: each net at a ladder of budgets, the builds as jobs on a local Ray
+# (RAY_ADDRESS=host:port for a cluster)
+bench-explore: setup
+	$(PY) -m models.reference --net cnv_1w1a --out $(TARGETS)/cnv_w1a1.onnx --force
+	$(PY) -m models.reference --net lfc_1w1a --out $(TARGETS)/lfc_w1a1.onnx --force
+	$(PY) -m build_flows.explore --model $(TARGETS)/lfc_w1a1.onnx --name lfc-w1a1 \
+	    --board Pynq-Z2 --points 5 --jobs 2 --verify-samples 4 \
+	    $(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS))
+	$(PY) -m build_flows.explore --model $(TARGETS)/cnv_w1a1.onnx --name cnv-w1a1 \
+	    --board Pynq-Z2 --points 4 --jobs 2 --verify-samples 2 \
+	    $(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS))
 
 clean:
 	rm -rf runs builds .pytest_cache

@@ -74,10 +74,11 @@ class Design:
 
     def __init__(self, parts: list[Foldable], edges: list[stitch.Edge] | None, in_bits: int,
                  model: cost.CostModel, budget: dict[str, float],
-                 in_stream_bits: int | None = None, max_simd: int | None = None) -> None:
+                 in_stream_bits: int | None = None,
+                 max_simd: dict[str, int | None] | None = None) -> None:
         self.parts, self.edges, self.in_bits = parts, edges, in_bits
         self.model, self.budget, self.in_stream_bits = model, budget, in_stream_bits
-        self.max_simd = max_simd  # XNOR matrix units: the widest SIMD that meets the clock
+        self.max_simd = max_simd  # per matrix datapath: the widest SIMD that meets the clock
         self.by_name = {p.unit.name: p for p in parts}
 
     def units(self, folds: dict[str, dict[str, Any]]) -> list[units.Unit]:
@@ -128,11 +129,15 @@ def initial(design: Design, ram_style: str = "block") -> dict[str, dict[str, Any
 
 
 def _capped(design: Design, name: str, key: str, value: int) -> bool:
-    """Is ``value`` of folding parameter ``key`` beyond what the clock allows (the SIMD of an
-    XNOR matrix unit above ``design.max_simd``)?"""
+    """Is ``value`` of folding parameter ``key`` beyond what the clock allows (the SIMD of a
+    binary-weight matrix unit above ``design.max_simd[datapath]``, ``xnor`` or ``int``)?"""
     unit = design.by_name[name].unit
-    return (key == "SIMD" and unit.module == "mvtu" and bool(unit.params.get("XNOR"))
-            and design.max_simd is not None and value > design.max_simd)
+    if key != "SIMD" or unit.module != "mvtu" or not design.max_simd:
+        return False
+    if unit.params.get("W_W", 1) > 1:
+        return False  # multi-bit weights: not in the timing table
+    cap = design.max_simd.get("xnor" if unit.params.get("XNOR") else "int")
+    return cap is not None and value > cap
 
 
 def _moves(design: Design, name: str, fold: dict[str, Any]) -> Iterable[dict[str, Any]]:
@@ -266,7 +271,7 @@ def search(design: Design, target_cycles: int | None, max_steps: int = 5000) -> 
             if blocked is None and any(_capped(design, name, "SIMD", d)
                                        for d in divisors(design.by_name[name].dims.get("SIMD", 1))):
                 limit = (f"the clock: {name} is at SIMD {folds[name]['SIMD']}, the widest "
-                         f"whose popcount meets the clock by the timing estimate, and PE "
+                         f"whose dot product meets the clock by the timing estimate, and PE "
                          f"{folds[name]['PE']}, all its rows")
             elif blocked is None:
                 limit = f"{name} cannot be folded further"

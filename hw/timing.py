@@ -50,8 +50,9 @@ SETUP_NS = {("FD", "D"): 0.0, ("FD", "CE"): 0.109, ("FD", "R"): 0.404, ("FD", "S
 DEFAULT_SETUP_NS = 0.2
 #: cells whose output starts a path (their clock-to-out is part of the arrival)
 _SEQUENTIAL = re.compile(r"^(FD\w*|RAMB\w+|SRL\w+|RAM\d+\w*|DSP48\w*)$")
-#: the celltype of an endpoint that is an output bit nothing reads
-UNUSED = "<unused output>"
+#: the celltype of an endpoint that is an output bit nothing reads: the delay is then taken at
+#: the latest recognised endpoint (the histogram's top), the levels from this path (at most)
+UNUSED = "(unused output)"
 _STEP = re.compile(r"^\s*(\d+)\s+(\S+)\s+\((\w+)\.([\w\[\]]+)(?:->([\w\[\]]+))?\)\s*$")
 
 
@@ -71,6 +72,8 @@ class Path:
     """The longest path ``sta`` reports, from its launching element to its endpoint."""
 
     steps: list[Step] = field(default_factory=list)
+    #: the latest arrival (ps) at a recognised endpoint, from the report's histogram
+    endpoints_ps: int | None = None
 
     @property
     def endpoint(self) -> Step:
@@ -106,6 +109,8 @@ def parse_sta(text: str) -> Path:
             path.steps.append(Step(int(line.split()[0]), "", UNUSED, "", None))
     if not path.steps:
         raise ValueError("the sta report names no cells on its path")
+    hist = re.search(r"Arrival histogram:.*?\n\(\s*(\d+),", text, re.S)
+    path.endpoints_ps = int(hist.group(1)) if hist else None
     return path
 
 
@@ -160,7 +165,10 @@ def estimate(path: Path, family: str = "zynq7", part: str | None = None,
         launch = logic[0]
         below = path.steps[path.steps.index(launch) + 1:]
         clock_ps = below[0].arrival_ps if below else 0
-        cells_ns = (end.arrival_ps - clock_ps) / 1000
+        arrival = end.arrival_ps
+        if end.celltype == UNUSED and path.endpoints_ps is not None:
+            arrival = min(arrival, path.endpoints_ps)  # the worst real endpoint's arrival
+        cells_ns = (arrival - clock_ps) / 1000
         chain = [*logic, end] if end.celltype != UNUSED else logic
         routed = sum(_routed(a, b) for a, b in zip(chain, chain[1:]))
     else:  # a path from a primary input

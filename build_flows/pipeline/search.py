@@ -101,9 +101,9 @@ def budget_for(board: Any, fractions: dict[str, float] | None) -> dict[str, floa
 
 def design_of(model: Any, budget: dict[str, float], family: str, part: str | None = None,
               clock_ns: float | None = None) -> fold.Design:
-    """Our units of the dataflow graph as a foldable design; with ``clock_ns``, XNOR matrix
+    """Our units of the dataflow graph as a foldable design; with ``clock_ns``, matrix
     units are kept to the widest SIMD that meets it by the timing estimate
-    (:func:`hw.timing_report.max_lanes`)."""
+    (:func:`simd_caps`)."""
     try:
         cost_model = cost.CostModel.load(family)
     except (FileNotFoundError, ValueError) as exc:
@@ -123,8 +123,15 @@ def design_of(model: Any, budget: dict[str, float], family: str, part: str | Non
         else:
             parts.append(fold.Foldable.of(u))
     in_bits = int(_prod(model.get_tensor_shape(model.graph.input[0].name))) * elem_in.width
-    cap = timing_report.max_lanes(family, part, clock_ns) if clock_ns else None
-    return fold.Design(parts, edges, in_bits, cost_model, budget, DMA_BITS.get(family), cap)
+    return fold.Design(parts, edges, in_bits, cost_model, budget, DMA_BITS.get(family),
+                       simd_caps(family, part, clock_ns))
+
+
+def simd_caps(family: str, part: str | None, clock_ns: float | None) -> dict[str, int | None]:
+    """The widest SIMD per matrix datapath that meets ``clock_ns`` by the timing estimate."""
+    if not clock_ns:
+        return {}
+    return {k: timing_report.max_lanes(family, part, clock_ns, k) for k in ("xnor", "int")}
 
 
 def widest(model: Any) -> Any:
@@ -188,8 +195,7 @@ def fold_graph(model: Any, cfg: Any) -> tuple[Any, dict[str, Any]]:
     target = None if cfg.target_fps == "max" else max(
         int(1e9 / cfg.clock_ns / (cfg.target_fps or folding.DEFAULT_FPS)), 1)
     record: dict[str, Any] = {"target_cycles": target, "budget": budget, "rounds": [],
-                              "max_simd": timing_report.max_lanes(family, cfg.board.part,
-                                                                  cfg.clock_ns)}
+                              "max_simd": simd_caps(family, cfg.board.part, cfg.clock_ns)}
     limit = dict(budget)
     for round_ in range(BACK_OFFS + 1):
         design = design_of(model, limit, family, cfg.board.part, cfg.clock_ns)

@@ -182,34 +182,22 @@ module mvtu #(
   logic out_full;
   assign stall = out_full && !out_tready;
 
-  // sum_s (w[s] ? x[s] : -x[s]) (W_W = 1) or sum_s w[s] * x[s] in ACC_W-bit two's complement:
-  // the SIMD terms summed by a balanced tree (a -1 weight's term as ~x, plus the count of -1
-  // weights) (ceil(log2 SIMD) adders deep; a chain of SIMD
-  // adders would be the unit's longest path), in place: at level l, term j * 2^(l+1) takes
-  // term j * 2^(l+1) + 2^l. Sums modulo 2^ACC_W, as the chain's.
-  localparam LEVELS = SIMD > 1 ? $clog2(SIMD) : 0;
+  // sum_s (w[s] ? x[s] : -x[s]) (W_W = 1) or sum_s w[s] * x[s] in ACC_W-bit two's complement
   function automatic [ACC_W-1:0] dot(input [SIMD*IN_W-1:0] xv, input [SIMD*W_W-1:0] wv);
-    integer i, l;
+    integer i;
     reg [ACC_W+IN_W-1:0] e;
     reg [ACC_W+W_W-1:0] f;
-    reg [SIMD*ACC_W-1:0] t;
     begin
+      dot = 0;
       for (i = 0; i < SIMD; i = i + 1) begin
         e = {{ACC_W{IN_SIGNED != 0 && xv[i*IN_W+IN_W-1]}}, xv[i*IN_W +: IN_W]};
-        if (W_W == 1) begin  // -x = ~x + 1: the ones are counted below
-          t[i*ACC_W +: ACC_W] = wv[i] ? e[ACC_W-1:0] : ~e[ACC_W-1:0];
+        if (W_W == 1) begin
+          dot = wv[i] ? dot + e[ACC_W-1:0] : dot - e[ACC_W-1:0];
         end else begin
           f = {{ACC_W{wv[i*W_W+W_W-1]}}, wv[i*W_W +: W_W]};
-          t[i*ACC_W +: ACC_W] = ACC_W'($signed(e[ACC_W-1:0]) * $signed(f[ACC_W-1:0]));
+          dot = dot + ACC_W'($signed(e[ACC_W-1:0]) * $signed(f[ACC_W-1:0]));
         end
       end
-      for (l = 0; l < LEVELS; l = l + 1)
-        for (i = 0; i < SIMD; i = i + (2 << l))
-          if (i + (1 << l) < SIMD)
-            t[i*ACC_W +: ACC_W] = t[i*ACC_W +: ACC_W] + t[(i + (1 << l))*ACC_W +: ACC_W];
-      dot = t[ACC_W-1:0];
-      if (W_W == 1)
-        for (i = 0; i < SIMD; i = i + 1) dot = dot + ACC_W'(!wv[i]);
     end
   endfunction
 

@@ -122,7 +122,7 @@ def test_search_keeps_xnor_units_within_the_clocks_simd() -> None:
     free = fold.search(net.design(BUDGET), None)
     assert max(f.get("SIMD", 1) for f in free.folds.values()) > 16
     design = net.design(BUDGET)
-    design.max_simd = 16
+    design.max_simd = {"xnor": 16}
     capped = fold.search(design, None)
     assert all(f.get("SIMD", 1) <= 16 for n, f in capped.folds.items() if n.startswith("fc"))
     assert capped.cycles > free.cycles and capped.limit.startswith("the clock: ")

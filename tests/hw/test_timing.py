@@ -3,6 +3,7 @@ and on real units a long path (an unpipelined wide popcount) against its pipelin
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -52,11 +53,15 @@ def test_parse_sta_counts_levels_and_routed_nets() -> None:
 
 
 def test_unused_output_endpoint_and_missing_report() -> None:
+    """A path ending at an output bit nothing reads (Yosys: no recognised endpoint)."""
     text = REPORT.replace("    3710 ff2 (FDRE.D)\n           n5 [5]\n",
                           "    3710 (<unknown>)\nWarning: Critical-path does not terminate in a "
-                          "recognised endpoint.\n           n5 [5]\n")
+                          "recognised endpoint.\n           n5 [5]\n").replace(
+        "Arrival histogram:", "Arrival histogram:\n legend: x\n(  3650,   3500] |*")
     est = timing.estimate(timing.parse_sta(text))
+    # the delay at the latest recognised endpoint (the histogram's top), not at the unused bit
     assert est["to"] == timing.UNUSED and est["routed_nets"] == 2
+    assert est["cells_ns"] == pytest.approx((3650 - 96) / 1000)
     with pytest.raises(ValueError, match="no timed path"):
         timing.parse_sta("8. Executing STA pass\n")
 
@@ -102,3 +107,22 @@ def test_pipelined_popcount_shortens_the_longest_path(tmp_path: Path, family: st
     assert flat["delay_ns"] > piped["delay_ns"] + 0.5, (flat, piped)
     assert not flat["meets"]  # 64 lanes in one cycle: not at 200 MHz on either family
     assert flat["from"].split()[0] in ("RAMB18E1", "RAMB36E1", "RAMB18E2", "RAMB36E2", "FDRE")
+
+
+def test_max_lanes_from_a_timing_table(tmp_path: Path) -> None:
+    """The widest pipelined SIMD within the clock, per datapath and part; 1 where none fits;
+    None without a table."""
+    from hw import timing_report
+
+    rows = [{"kind": "xnor", "simd": s, "pipe": 1, "delay_ns": d}
+            for s, d in ((8, 4.0), (16, 4.8), (32, 5.6))]
+    rows += [{"kind": "xnor", "simd": 64, "pipe": 0, "delay_ns": 1.0},
+             {"kind": "int", "simd": 3, "pipe": 1, "delay_ns": 6.0}]
+    table = tmp_path / "t.json"
+    table.write_text(json.dumps({"zynquplus": rows}))
+    part = timing_report.PARTS["zynquplus"]
+    assert timing_report.max_lanes("zynquplus", part, 5.0, "xnor", table) == 16
+    assert timing_report.max_lanes("zynquplus", "xczu7ev-ffvc1156-2-e", 5.0, "xnor", table) == 32
+    assert timing_report.max_lanes("zynquplus", part, 5.0, "int", table) == 1
+    assert timing_report.max_lanes("zynq7", None, 5.0, "xnor", table) is None
+    assert timing_report.max_lanes("zynquplus", part, 5.0, "xnor", tmp_path / "no.json") is None
