@@ -109,7 +109,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         fe = res.get("finn_estimate") or {}
         cm = res.get("cost_model") or {}
         lines += ["", f"Resources: {res['tool']}; the cost model is ours (hw.cost, fitted on "
-                  "Yosys).", "",
+                  "Yosys)." + (f" Note: {res['note']}." if res.get("note") else ""), "",
                   "| resource | Yosys | % of part | cost model | FINN estimate |",
                   "|---|---|---|---|---|"]
         for k in ("LUT", "FF", "BRAM36", "DSP"):

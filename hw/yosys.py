@@ -99,11 +99,29 @@ def _limit_memory() -> None:
 
 def synth(top: str, sources: list[Path], params: dict[str, Any], family: str = "zynq7",
           workdir: Path | None = None, timeout: float = 1800, timing: bool = False,
-          part: str | None = None, clock_ns: float | None = None) -> dict[str, Any]:
+          part: str | None = None, clock_ns: float | None = None,
+          lutram_fallback: bool = False) -> dict[str, Any]:
     """Synthesize ``top`` with ``params`` for a board family; memory files are read from
     ``workdir`` (where ``$readmemh`` looks). Returns the resource counts and the tool; with
     ``timing``, also ``timing``: the longest path by Yosys ``sta`` as :func:`hw.timing.estimate`
-    gives it for ``part`` against ``clock_ns``."""
+    gives it for ``part`` against ``clock_ns``. With ``lutram_fallback``, a failure of Yosys
+    0.23's LUT RAM mapping (some UltraScale+ shapes: "invalid OPTION_ABITS/WIDTH combination")
+    is retried with ``-nolutram`` (those memories as logic: more LUTs), and ``note`` says so."""
+    try:
+        return _synth(top, sources, params, family, workdir, timeout, timing, part, clock_ns,
+                      False)
+    except SynthError as exc:
+        if not (lutram_fallback and "lutram" in str(exc)):
+            raise
+    res = _synth(top, sources, params, family, workdir, timeout, timing, part, clock_ns, True)
+    res["note"] = ("Yosys' LUT RAM mapping failed on this design; synthesized with -nolutram "
+                   "(LUT RAMs as logic, so more LUTs than with them)")
+    return res
+
+
+def _synth(top: str, sources: list[Path], params: dict[str, Any], family: str,
+           workdir: Path | None, timeout: float, timing: bool, part: str | None,
+           clock_ns: float | None, nolutram: bool) -> dict[str, Any]:
     fam = FAMILIES.get(family, family)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="bnnforge_yosys_"))
     chparam = " ".join(f"-set {k} {_literal(v)}" for k, v in params.items())
@@ -111,7 +129,8 @@ def synth(top: str, sources: list[Path], params: dict[str, Any], family: str = "
            f"read_verilog -lib -specify -overwrite {TIMING_ARCS}", "tee -o sta.txt sta"]
     script = "; ".join([*(f"read_verilog -defer -sv {Path(s).resolve()}" for s in sources),
                         f"chparam {chparam} {top}" if chparam else "",
-                        f"synth_xilinx -family {fam} -top {top}", "tee -q -o stat.txt stat",
+                        f"synth_xilinx -family {fam} -top {top}{' -nolutram' * nolutram}",
+                        "tee -q -o stat.txt stat",
                         *(sta if timing else [])])
     proc = subprocess.run([*yosys_cmd(), "-q", "-p", script], cwd=workdir, capture_output=True,
                           text=True, timeout=timeout, preexec_fn=_limit_memory)
@@ -120,7 +139,10 @@ def synth(top: str, sources: list[Path], params: dict[str, Any], family: str = "
         if not err and proc.returncode in (-9, 137, -6, 134):
             err = [f"killed (exit {proc.returncode}): out of memory, above the "
                    f"{memory_limit_gb():g} GB limit ($BNNFORGE_YOSYS_MEM_GB)?"]
-        raise SynthError(f"yosys synth_xilinx of {top} failed: {(err or ['no stat'])[0]}")
+        first = (err or ["no stat"])[0]
+        where = next((ln for ln in err if "lutrams_" in ln), "")
+        raise SynthError(f"yosys synth_xilinx of {top} failed: {first}"
+                         + (" (in its lutram mapping)" if where and "lutram" not in first else ""))
     res = parse_stat((workdir / "stat.txt").read_text())
     res["tool"] = f"{version()}, synth_xilinx -family {fam} (synthesis estimate, no place-and-route)"
     if timing:

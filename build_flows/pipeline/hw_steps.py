@@ -144,7 +144,7 @@ def step_resources(model: Any, cfg: BuildConfig) -> Any:
     t0 = time.time()
     try:
         res = yosys.synth("accel", sources, {}, family=b.family, workdir=d, timing=True,
-                          part=b.part, clock_ns=cfg.clock_ns)
+                          part=b.part, clock_ns=cfg.clock_ns, lutram_fallback=True)
     except yosys.SynthError as exc:
         raise BuildError(str(exc)) from exc
     res.pop("cells", None)
@@ -169,7 +169,7 @@ def step_resources(model: Any, cfg: BuildConfig) -> Any:
             files = u.write_memories(d / "per_node", prefix=f"{u.name}_")
             r = yosys.synth(u.module, [u.source], {**u.params, **files}, family=b.family,
                             workdir=d / "per_node", timing=True, part=b.part,
-                            clock_ns=cfg.clock_ns)
+                            clock_ns=cfg.clock_ns, lutram_fallback=True)
             rows.append({"name": u.name, "module": u.module,
                          **{k: r[k] for k in ("LUT", "FF", "BRAM36", "DSP")},
                          "timing": r["timing"]})

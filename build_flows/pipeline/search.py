@@ -182,7 +182,8 @@ def synthesize(model: Any, family: str, work: Path) -> dict[str, float]:
     us, _, _, edges = accel.graph_units(model)
     top, stages = stitch.write(us, work, edges=edges)
     try:
-        res = yosys.synth("accel", stitch.filelist(stages, top), {}, family=family, workdir=work)
+        res = yosys.synth("accel", stitch.filelist(stages, top), {}, family=family, workdir=work,
+                          lutram_fallback=True)
     except yosys.SynthError as exc:
         raise BuildError(f"the folding search's Yosys check failed: {exc}") from None
     return {r: float(res[r]) for r in cost.RESOURCES}

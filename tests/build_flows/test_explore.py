@@ -14,26 +14,30 @@ pytestmark = [pytest.mark.finn, pytest.mark.verilator, pytest.mark.yosys]
 
 
 def test_explorer_on_the_local_ray(tmp_path: Path, build_models) -> None:
-    """Three budgets (0.1 %, 3 % and 100 % of the default): the first cannot hold the smallest
-    folding and is reported as failed; the others are measured, the larger one at least as
-    fast, both rtlsim-verified; the default budget's point is the chosen one."""
+    """The chosen point (--target-fps max within a small budget) first, then two lower rates as
+    two jobs at once on the local Ray: each rtlsim-verified, the lower rates in smaller
+    designs, the chosen point the fastest and on the Pareto front."""
     rc = explore.main(["--model", str(build_models["tfc", "bnn"]), "--name", "tfc-small",
-                       "--points", "3", "--smallest", "0.001", "--jobs", "2",
-                       "--verify-samples", "2", "--builds", str(tmp_path / "b"),
+                       "--points", "3", "--smallest", "0.1", "--budget", "lut=0.05,bram=0.03",
+                       "--jobs", "2", "--verify-samples", "2", "--builds", str(tmp_path / "b"),
                        "--out", str(tmp_path / "out")])
     assert rc == 0
     stem = tmp_path / "out" / "explore_tfc-small_pynq-z2"
     data = json.loads(stem.with_suffix(".json").read_text())
-    assert len(data["failed"]) == 1 and "smallest folding" in data["failed"][0]["error"]
-    small, full = sorted(data["points"], key=lambda p: p["lut"])
-    assert small["LUT"] < full["LUT"] and small["fps"] <= full["fps"]
-    assert all(p["mismatches"] == 0 and p["samples"] == 2 for p in (small, full))
-    assert full["chosen"] and not small["chosen"] and full["pareto"]
-    assert small["LUT"] <= 0.8 * 53200 * 0.03 + 1
+    assert not data["failed"] and len(data["points"]) == 3
+    low, mid, top = sorted(data["points"], key=lambda p: p["fps"])
+    assert top["chosen"] and top["target_fps"] == "max" and top["pareto"]
+    assert not low["chosen"] and low["fps"] >= 0.1 * top["fps"] * 0.999
+    assert low["LUT"] < top["LUT"] and low["fps"] < top["fps"]
+    assert all(p["mismatches"] == 0 and p["samples"] == 2 for p in (low, mid, top))
     md = stem.with_suffix(".md").read_text()
-    assert "| yes | yes |" in md and "(failed)" in md
+    assert "| max |" in md and "| yes | yes |" in md
     assert stem.with_suffix(".png").stat().st_size > 10_000
     assert data["bnn_pynq"] is None  # TFC is none of BNN-PYNQ's reference nets
+    # a budget no folding fits: the chosen point fails and the explorer says so
+    assert explore.main(["--model", str(build_models["tfc", "bnn"]), "--name", "tfc-none",
+                         "--points", "2", "--budget", "lut=0.001", "--jobs", "1",
+                         "--builds", str(tmp_path / "b"), "--out", str(tmp_path / "out")]) == 1
 
 
 def test_pareto_keeps_what_nothing_beats() -> None:

@@ -74,3 +74,23 @@ def test_negative_parameters_reach_the_design(tmp_path: Path) -> None:
     files = u.write_memories(tmp_path)
     res = yosys.synth("requant", [u.source], {**u.params, **files}, workdir=tmp_path)
     assert res["LUT"] > 0
+
+
+def test_lutram_mapping_failure_falls_back_to_logic(monkeypatch) -> None:
+    """Yosys 0.23's UltraScale+ LUT RAM mapping fails on some shapes: with ``lutram_fallback``
+    the design is synthesized again with -nolutram and the result says so; without it (as
+    calibration runs) the error stands."""
+    calls = []
+
+    def fake(top, sources, params, family, workdir, timeout, timing, part, clock_ns, nolutram):
+        calls.append(nolutram)
+        if not nolutram:
+            raise yosys.SynthError("yosys synth_xilinx of accel failed: .../lutrams_xc5v_map.v"
+                                   ":181: ERROR: invalid OPTION_ABITS/WIDTH combination.")
+        return {"LUT": 10}
+
+    monkeypatch.setattr(yosys, "_synth", fake)
+    res = yosys.synth("accel", [], {}, family="zynquplus", lutram_fallback=True)
+    assert calls == [False, True] and res["LUT"] == 10 and "-nolutram" in res["note"]
+    with pytest.raises(yosys.SynthError, match="OPTION_ABITS"):
+        yosys.synth("accel", [], {}, family="zynquplus")
