@@ -16,7 +16,7 @@ when the target is met, or when the bottleneck can be made no faster within the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,10 +75,11 @@ class Design:
     def __init__(self, parts: list[Foldable], edges: list[stitch.Edge] | None, in_bits: int,
                  model: cost.CostModel, budget: dict[str, float],
                  in_stream_bits: int | None = None,
-                 max_simd: dict[str, int | None] | None = None) -> None:
+                 simd_ok: Callable[[str, int], bool | None] | None = None) -> None:
         self.parts, self.edges, self.in_bits = parts, edges, in_bits
         self.model, self.budget, self.in_stream_bits = model, budget, in_stream_bits
-        self.max_simd = max_simd  # per matrix datapath: the widest SIMD that meets the clock
+        # (datapath, SIMD) -> does a matrix unit meet the clock (None: unknown, allowed)
+        self.simd_ok = simd_ok
         self.by_name = {p.unit.name: p for p in parts}
 
     def units(self, folds: dict[str, dict[str, Any]]) -> list[units.Unit]:
@@ -130,14 +131,13 @@ def initial(design: Design, ram_style: str = "block") -> dict[str, dict[str, Any
 
 def _capped(design: Design, name: str, key: str, value: int) -> bool:
     """Is ``value`` of folding parameter ``key`` beyond what the clock allows (the SIMD of a
-    binary-weight matrix unit above ``design.max_simd[datapath]``, ``xnor`` or ``int``)?"""
+    binary-weight matrix unit that ``design.simd_ok`` says would not meet the clock)?"""
     unit = design.by_name[name].unit
-    if key != "SIMD" or unit.module != "mvtu" or not design.max_simd:
+    if key != "SIMD" or unit.module != "mvtu" or design.simd_ok is None:
         return False
     if unit.params.get("W_W", 1) > 1:
         return False  # multi-bit weights: not in the timing table
-    cap = design.max_simd.get("xnor" if unit.params.get("XNOR") else "int")
-    return cap is not None and value > cap
+    return design.simd_ok("xnor" if unit.params.get("XNOR") else "int", value) is False
 
 
 def _moves(design: Design, name: str, fold: dict[str, Any]) -> Iterable[dict[str, Any]]:
@@ -272,7 +272,7 @@ def search(design: Design, target_cycles: int | None, max_steps: int = 5000) -> 
                                        for d in divisors(design.by_name[name].dims.get("SIMD", 1))):
                 limit = (f"the clock: {name} is at SIMD {folds[name]['SIMD']}, the widest "
                          f"whose dot product meets the clock by the timing estimate, and PE "
-                         f"{folds[name]['PE']}, all its rows")
+                         f"{folds[name]['PE']}, all its rows")  # wider SIMD: capped
             elif blocked is None:
                 limit = f"{name} cannot be folded further"
             else:

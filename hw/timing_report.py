@@ -1,6 +1,6 @@
 """The matrix unit's longest path against its SIMD lanes, with and without its popcount
 register (``PIPE``), by the timing estimate (:mod:`hw.timing`) on each family; and the widest
-SIMD that meets a clock, which the folding search respects (:func:`max_lanes`).
+SIMD that meets a clock, which the folding search respects (:func:`lanes_meet`).
 
 ``python -m hw.timing_report`` synthesizes ``mvtu`` (PE = 2, weights in block RAM; binary and
 8-bit integer inputs) at each SIMD of :data:`LANES`, PIPE 0 and 1, for ``xc7`` and ``xcup``, and
@@ -55,20 +55,41 @@ def measure(simd: int, pipe: int, family: str, work: Path, kind: str = "xnor"
                                                   "routed_nets", "untimed_cells")}}
 
 
-def max_lanes(family: str, part: str | None, clock_ns: float, kind: str = "xnor",
-              path: Path = MODEL_FILE) -> int | None:
-    """The widest SIMD of the grid whose pipelined matrix unit of datapath ``kind`` meets
-    ``clock_ns`` on ``part`` by the estimate (None: no table for it; 1 where not even the
-    narrowest does)."""
+def _rows(family: str, kind: str, path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
-        return None
-    rows = [r for r in json.loads(path.read_text()).get(family, [])
+        return []
+    return [r for r in json.loads(path.read_text()).get(family, [])
             if r.get("kind", "xnor") == kind]
+
+
+def lanes_meet(family: str, part: str | None, clock_ns: float, kind: str, simd: int,
+               path: Path = MODEL_FILE) -> bool | None:
+    """Does a matrix unit of datapath ``kind`` with ``simd`` lanes meet ``clock_ns`` on
+    ``part`` by the estimate? Judged by the grid's nearest SIMD at or above ``simd``, with the
+    ``PIPE`` that :func:`hw.units.mvtu_pipe` gives ``simd`` (None: no table for it)."""
+    pipe = int(units.mvtu_pipe(simd, kind == "xnor"))
+    rows = [r for r in _rows(family, kind, path) if r["pipe"] == pipe]
     if not rows:
         return None
+    above = [r for r in rows if r["simd"] >= simd]
+    row = min(above, key=lambda r: r["simd"]) if above else max(rows, key=lambda r: r["simd"])
     scale = timing.grade_scale(family, part) / timing.grade_scale(family, PARTS[family])
-    ok = [r["simd"] for r in rows if r["pipe"] and r["delay_ns"] * scale <= clock_ns]
-    return max(ok) if ok else 1
+    return bool(row["delay_ns"] * scale <= clock_ns)
+
+
+def max_lanes(family: str, part: str | None, clock_ns: float, kind: str = "xnor",
+              path: Path = MODEL_FILE) -> int | None:
+    """The widest SIMD of the grid up to which every grid point meets ``clock_ns`` (each with
+    the PIPE the build gives it; None: no table; 1 where not even the narrowest does)."""
+    lanes = sorted({r["simd"] for r in _rows(family, kind, path)})
+    if not lanes:
+        return None
+    best = 1
+    for s in lanes:
+        if not lanes_meet(family, part, clock_ns, kind, s, path):
+            break
+        best = s
+    return best
 
 
 def write(rows: list[dict[str, Any]], out: Path) -> None:

@@ -123,12 +123,17 @@ def design_of(model: Any, budget: dict[str, float], family: str, part: str | Non
         else:
             parts.append(fold.Foldable.of(u))
     in_bits = int(_prod(model.get_tensor_shape(model.graph.input[0].name))) * elem_in.width
+    simd_ok = None
+    if clock_ns:
+        def simd_ok(kind: str, simd: int) -> bool | None:
+            return timing_report.lanes_meet(family, part, clock_ns, kind, simd)
     return fold.Design(parts, edges, in_bits, cost_model, budget, DMA_BITS.get(family),
-                       simd_caps(family, part, clock_ns))
+                       simd_ok)
 
 
 def simd_caps(family: str, part: str | None, clock_ns: float | None) -> dict[str, int | None]:
-    """The widest SIMD per matrix datapath that meets ``clock_ns`` by the timing estimate."""
+    """The widest SIMD per matrix datapath up to which every lane count of the timing table
+    meets ``clock_ns`` (for the record; the search asks per SIMD)."""
     if not clock_ns:
         return {}
     return {k: timing_report.max_lanes(family, part, clock_ns, k) for k in ("xnor", "int")}

@@ -116,13 +116,13 @@ def test_search_stops_at_the_input_stream() -> None:
 
 
 def test_search_keeps_xnor_units_within_the_clocks_simd() -> None:
-    """With ``max_simd`` (the widest popcount that meets the clock by the timing estimate), no
+    """With ``simd_ok`` (does a popcount of that width meet the clock by the estimate?), no
     XNOR matrix unit goes wider: the rate stops at that cap and the search says so."""
     net = FcNet()
     free = fold.search(net.design(BUDGET), None)
     assert max(f.get("SIMD", 1) for f in free.folds.values()) > 16
     design = net.design(BUDGET)
-    design.max_simd = {"xnor": 16}
+    design.simd_ok = lambda kind, simd: simd <= 16
     capped = fold.search(design, None)
     assert all(f.get("SIMD", 1) <= 16 for n, f in capped.folds.items() if n.startswith("fc"))
     assert capped.cycles > free.cycles and capped.limit.startswith("the clock: ")

@@ -109,20 +109,30 @@ def test_pipelined_popcount_shortens_the_longest_path(tmp_path: Path, family: st
     assert flat["from"].split()[0] in ("RAMB18E1", "RAMB36E1", "RAMB18E2", "RAMB36E2", "FDRE")
 
 
-def test_max_lanes_from_a_timing_table(tmp_path: Path) -> None:
-    """The widest pipelined SIMD within the clock, per datapath and part; 1 where none fits;
-    None without a table."""
+def test_lanes_against_the_clock_from_a_timing_table(tmp_path: Path) -> None:
+    """Per datapath, part and SIMD, judged with the PIPE the build gives that SIMD (XNOR units
+    register their popcounts from 32 lanes): 24 unpipelined lanes can miss a clock that 32
+    pipelined ones meet. The widest SIMD up to which all meet; 1 where none does; None without
+    a table."""
     from hw import timing_report
 
-    rows = [{"kind": "xnor", "simd": s, "pipe": 1, "delay_ns": d}
+    rows = [{"kind": "xnor", "simd": s, "pipe": 0, "delay_ns": d}
             for s, d in ((8, 4.0), (16, 4.8), (32, 5.6))]
-    rows += [{"kind": "xnor", "simd": 64, "pipe": 0, "delay_ns": 1.0},
-             {"kind": "int", "simd": 3, "pipe": 1, "delay_ns": 6.0}]
+    rows += [{"kind": "xnor", "simd": s, "pipe": 1, "delay_ns": d} for s, d in ((32, 4.7),
+                                                                                (64, 5.3))]
+    rows += [{"kind": "int", "simd": 3, "pipe": 1, "delay_ns": 6.0}]
     table = tmp_path / "t.json"
     table.write_text(json.dumps({"zynquplus": rows}))
-    part = timing_report.PARTS["zynquplus"]
-    assert timing_report.max_lanes("zynquplus", part, 5.0, "xnor", table) == 16
-    assert timing_report.max_lanes("zynquplus", "xczu7ev-ffvc1156-2-e", 5.0, "xnor", table) == 32
+    part, zcu = timing_report.PARTS["zynquplus"], "xczu7ev-ffvc1156-2-e"
+
+    def meet(simd: int, p: str = part, kind: str = "xnor") -> bool | None:
+        return timing_report.lanes_meet("zynquplus", p, 5.0, kind, simd, table)
+
+    assert (meet(16), meet(24), meet(32), meet(64)) == (True, False, True, False)
+    assert meet(24, zcu) and meet(64, zcu)  # -2: 645/775 of the -1 delays
+    assert timing_report.max_lanes("zynquplus", part, 5.0, "xnor", table) == 32
+    assert timing_report.max_lanes("zynquplus", zcu, 5.0, "xnor", table) == 64
     assert timing_report.max_lanes("zynquplus", part, 5.0, "int", table) == 1
     assert timing_report.max_lanes("zynq7", None, 5.0, "xnor", table) is None
+    assert timing_report.lanes_meet("zynq7", None, 5.0, "xnor", 8, table) is None
     assert timing_report.max_lanes("zynquplus", part, 5.0, "xnor", tmp_path / "no.json") is None
