@@ -135,9 +135,10 @@ def _capped(design: Design, name: str, key: str, value: int) -> bool:
     unit = design.by_name[name].unit
     if key != "SIMD" or unit.module != "mvtu" or design.simd_ok is None:
         return False
-    if unit.params.get("W_W", 1) > 1:
-        return False  # multi-bit weights: not in the timing table
-    return design.simd_ok("xnor" if unit.params.get("XNOR") else "int", value) is False
+    p = unit.params
+    if p.get("W_W", 1) > 1 or (not p.get("XNOR") and p.get("IN_W", 1) < 8):
+        return False  # multi-bit weights, {0,1} or narrow inputs: not in the timing table
+    return design.simd_ok("xnor" if p.get("XNOR") else "int", value) is False
 
 
 def _moves(design: Design, name: str, fold: dict[str, Any]) -> Iterable[dict[str, Any]]:
