@@ -23,6 +23,13 @@ log = logging.getLogger(__name__)
 OBJECT_STORE_BYTES = 256 * 2**20
 
 
+#: an embedded Ray shares the machine with the jobs it runs: on a loaded machine (every core
+#: busy with builds) its own node missed the default heartbeats and was declared dead; allow
+#: a minute of silence
+HEALTH_CHECK = {"health_check_period_ms": 3000, "health_check_timeout_ms": 10000,
+                "health_check_failure_threshold": 20}
+
+
 class JobError(RuntimeError):
     """A job failed; the message names it and carries its error."""
 
@@ -55,7 +62,7 @@ def _start(jobs: int, address: str | None) -> bool:
                  ray.cluster_resources().get("CPU"))
     else:
         ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False,
-                 object_store_memory=OBJECT_STORE_BYTES)
+                 object_store_memory=OBJECT_STORE_BYTES, _system_config=HEALTH_CHECK)
         log.info("Ray: embedded local instance with %d CPUs", jobs)
     return True
 

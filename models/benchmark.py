@@ -153,7 +153,7 @@ def run_parallel(args: argparse.Namespace, nets: list[str], methods: list[str],
     collects the finished runs. Local CPU children share the cores (``OMP_NUM_THREADS`` = cores
     / jobs unless set). Returns the log paths of the runs that failed.
     """
-    from hw import jobs
+    from hw.jobs import run as run_jobs
 
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
@@ -173,7 +173,7 @@ def run_parallel(args: argparse.Namespace, nets: list[str], methods: list[str],
                     calls.append((run.name, (cmd, str(run / "benchmark.log"), env)))
         log.info("training %d runs, %d at once; logs in each run's benchmark.log", len(calls),
                  args.jobs)
-        outcomes = jobs.run(train_child, calls, jobs=args.jobs, address=args.ray_address)
+        outcomes = run_jobs(train_child, calls, jobs=args.jobs, address=args.ray_address)
     failed = []
     for (_, (_, log_path, _)), o in zip(calls, outcomes, strict=True):
         if o.error is not None or o.value:

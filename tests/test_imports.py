@@ -14,7 +14,8 @@ PACKAGES = ("models", "build_flows", "hw")
 
 #: build_flows' layers, highest first: a module imports from its own layer or a lower one
 LAYERS = [
-    ("cli", ("build_flows.build", "build_flows.bench", "build_flows.streamline_check")),
+    ("cli", ("build_flows.build", "build_flows.bench", "build_flows.explore",
+             "build_flows.streamline_check")),
     ("pipeline", ("build_flows.pipeline",)),
     ("deploy", ("build_flows.deploy",)),
     ("backend", ("build_flows.backend",)),

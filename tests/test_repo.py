@@ -21,9 +21,11 @@ FORBIDDEN = {
 }
 
 
-#: the one module of a forbidden package that a package may import: ``hw.contract``, the
-#: commands' option checks (standard library only), shared by every command
-SHARED = {"hw.contract"}
+#: the modules of a forbidden package that a package may import: ``hw.contract``, the
+#: commands' option checks (standard library only), shared by every command, and ``hw.jobs``,
+#: the sweeps' executor on Ray (standard library and Ray), shared by models.benchmark and
+#: build_flows.explore
+SHARED = {"hw.contract", "hw.jobs"}
 
 
 def imported_modules(path: Path) -> set[str]:
