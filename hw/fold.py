@@ -168,20 +168,29 @@ def _try(design: Design, folds: dict[str, dict[str, Any]], name: str,
     return trial, t_units, t_res
 
 
+def _flip(design: Design, folds: dict[str, dict[str, Any]], name: str
+          ) -> tuple[dict[str, dict[str, Any]], list[units.Unit], dict[str, float]]:
+    """``folds`` with matrix unit ``name``'s weights moved between block RAM and LUTs: the
+    folding, its units and their resources."""
+    fold = folds[name]
+    trial = {**folds, name: {**fold, "ram_style": "distributed"
+                             if fold.get("ram_style") == "block" else "block"}}
+    t_units = design.units(trial)
+    return trial, t_units, design.resources(t_units)
+
+
+def _matrix_units(design: Design, folds: dict[str, dict[str, Any]]) -> list[str]:
+    return [n for n in folds if design.by_name[n].unit.module == "mvtu"]
+
+
 def rebalance(design: Design, folds: dict[str, dict[str, Any]], us: list[units.Unit],
               res: dict[str, float]) -> tuple[dict[str, dict[str, Any]], list[units.Unit],
                                               dict[str, float], bool]:
     """Move matrix units' weights between block RAM and LUTs while that lowers the fullest
     resource's share of the budget (the search's steps choose one unit at a time)."""
     changed = False
-    for name, fold in folds.items():
-        if design.by_name[name].unit.module != "mvtu":
-            continue
-        other = {**fold, "ram_style": "distributed" if fold.get("ram_style") == "block"
-                 else "block"}
-        trial = {**folds, name: other}
-        t_units = design.units(trial)
-        t_res = design.resources(t_units)
+    for name in _matrix_units(design, folds):
+        trial, t_units, t_res = _flip(design, folds, name)
         if design.fits(t_res) and design.pressure(t_res) < design.pressure(res) - 1e-9:
             folds, us, res, changed = trial, t_units, t_res, True
     return folds, us, res, changed
@@ -200,14 +209,8 @@ def make_room(design: Design, folds: dict[str, dict[str, Any]], max_flips: int =
         over = max(design.budget, key=lambda r: res[r] / design.budget[r]
                    if design.budget[r] else 0.0)
         best = None
-        for name, fold in folds.items():
-            if design.by_name[name].unit.module != "mvtu":
-                continue
-            flip = {**fold, "ram_style": "distributed" if fold.get("ram_style") == "block"
-                    else "block"}
-            trial = {**folds, name: flip}
-            t_units = design.units(trial)
-            t_res = design.resources(t_units)
+        for name in _matrix_units(design, folds):
+            trial, t_units, t_res = _flip(design, folds, name)
             freed = (res[over] - t_res[over]) / design.budget[over]
             others = [r for r, b in design.budget.items() if b and r != over]
             if freed <= 0 or any(t_res[r] > b for r in others for b in [design.budget[r]]):
