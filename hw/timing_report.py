@@ -13,6 +13,7 @@ UltraScale+): no place-and-route.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import tempfile
@@ -55,10 +56,16 @@ def measure(simd: int, pipe: int, family: str, work: Path, kind: str = "xnor"
                                                   "routed_nets", "untimed_cells")}}
 
 
+@functools.lru_cache(maxsize=8)
+def _table(path: Path, mtime: float) -> dict[str, list[dict[str, Any]]]:
+    """The table at ``path`` as of ``mtime`` (the search asks it at every step: read once)."""
+    return json.loads(path.read_text())
+
+
 def _rows(family: str, kind: str, path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    return [r for r in json.loads(path.read_text()).get(family, [])
+    return [r for r in _table(path, path.stat().st_mtime).get(family, [])
             if r.get("kind", "xnor") == kind]
 
 
