@@ -51,16 +51,19 @@ def _divisors(n: int) -> list[int]:
 def mvtu_unit(rng: np.random.Generator, kind: str, mw: int, mh: int, simd: int,
               pe: int, ram: str = "block", act: bool = True) -> units.Unit:
     """A matrix unit with random contents: ``kind`` xnor, int (+-1 weights on 8-bit inputs)
-    or mul (8-bit weights)."""
+    or mul (8-bit weights); unpipelined (``PIPE`` = 0: the model counts the pipeline's
+    registers, :func:`hw.cost.pipe_registers`)."""
     if kind == "mul":
         w = rng.integers(-128, 128, (mh, mw))
         return units.mvtu("m", w, rng.integers(-2000, 2000, mh) if act else None, pe, simd,
-                          xnor=False, in_w=8, in_signed=True, ram_style=ram, w_bits=8)
+                          xnor=False, in_w=8, in_signed=True, ram_style=ram, w_bits=8,
+                          pipe=0)
     w = rng.integers(0, 2, (mh, mw))
     t = rng.integers(0, mw, mh) if act else None
     if kind == "xnor":
-        return units.mvtu("m", w, t, pe, simd, ram_style=ram)
-    return units.mvtu("m", w, t, pe, simd, xnor=False, in_w=8, in_signed=True, ram_style=ram)
+        return units.mvtu("m", w, t, pe, simd, ram_style=ram, pipe=0)
+    return units.mvtu("m", w, t, pe, simd, xnor=False, in_w=8, in_signed=True, ram_style=ram,
+                      pipe=0)
 
 
 def grid(module: str, n: int, seed: int = 0) -> list[units.Unit]:

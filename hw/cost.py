@@ -237,13 +237,20 @@ def dsp(unit: units.Unit) -> float:
 
 
 def pipe_registers(unit: units.Unit) -> int:
-    """Flip-flops a matrix unit's ``PIPE`` stage adds (counted, not fitted): the dot products
-    and carry-ins (PE * (ACC_W + 1)), the -T words (PE * (ACC_W + 1) with thresholds) and
-    three control bits."""
+    """Flip-flops a matrix unit's ``PIPE`` stages add (counted, not fitted). PIPE >= 1: the
+    dot products and carry-ins (PE * (ACC_W + 1)), the -T words (PE * (ACC_W + 1) with
+    thresholds) and three control bits; PIPE = 2 also the operands (SIMD * IN_W +
+    PE * SIMD * W_W), another copy of the -T words and three control bits."""
     p = unit.params
-    if unit.module != "mvtu" or not p.get("PIPE"):
+    level = int(p.get("PIPE", 0)) if unit.module == "mvtu" else 0
+    if not level:
         return 0
-    return p["PE"] * (p["ACC_W"] + 1) * (2 if p.get("ACTIVATION", 1) else 1) + 3
+    act = p.get("ACTIVATION", 1)
+    tw = p["PE"] * (p["ACC_W"] + 1) if act else 0
+    ff = p["PE"] * (p["ACC_W"] + 1) + tw + 3
+    if level >= 2:
+        ff += p["SIMD"] * p.get("IN_W", 1) + p["PE"] * p["SIMD"] * p.get("W_W", 1) + tw + 3
+    return ff
 
 
 def features(unit: units.Unit) -> dict[str, float]:

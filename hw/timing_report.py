@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: SIMD lanes of the grid, per datapath
 LANES = {"xnor": (8, 16, 32, 64, 128, 256), "int": (1, 3, 9, 27)}
+#: the PIPE levels measured (see hw/rtl/mvtu.sv)
+PIPES = (0, 1, 2)
 #: where the lanes table lives (read by the folding search)
 MODEL_FILE = Path(__file__).resolve().parent / "timing_model.json"
 #: a part per family for the grid (its speed grade's scale is taken out before storing)
@@ -43,10 +45,10 @@ def measure(simd: int, pipe: int, family: str, work: Path, kind: str = "xnor"
     mw, mh, pe = (2 * simd, 8, 2) if kind == "xnor" else (3 * simd, 8, 2)
     w = rng.integers(0, 2, (mh, mw))
     if kind == "xnor":
-        u = units.mvtu("m", w, rng.integers(0, mw, mh), pe, simd, pipe=bool(pipe))
+        u = units.mvtu("m", w, rng.integers(0, mw, mh), pe, simd, pipe=pipe)
     else:
         u = units.mvtu("m", w, rng.integers(-300, 300, mh), pe, simd, xnor=False, in_w=8,
-                       in_signed=True, pipe=bool(pipe))
+                       in_signed=True, pipe=pipe)
     files = u.write_memories(work)
     res = yosys.synth("mvtu", [verilator.RTL / "mvtu.sv"], {**u.params, **files},
                       family=family, workdir=work, timing=True, part=PARTS[family])
@@ -73,8 +75,10 @@ def lanes_meet(family: str, part: str | None, clock_ns: float, kind: str, simd: 
                path: Path = MODEL_FILE) -> bool | None:
     """Does a matrix unit of datapath ``kind`` with ``simd`` lanes meet ``clock_ns`` on
     ``part`` by the estimate? Judged by the grid's nearest SIMD at or above ``simd``, with the
-    ``PIPE`` that :func:`hw.units.mvtu_pipe` gives ``simd`` (None: no table for it)."""
-    pipe = int(units.mvtu_pipe(simd, kind == "xnor"))
+    ``PIPE`` that :func:`hw.units.mvtu_pipe` gives ``simd`` with weights in block RAM, as in
+    the grid (None: no table for it): 0, or 2, whose popcount path starts at a flip-flop like
+    that of PIPE 1 with weights in LUTs (the register after the LUT ROM)."""
+    pipe = units.mvtu_pipe(simd, kind == "xnor", "block")
     rows = [r for r in _rows(family, kind, path) if r["pipe"] == pipe]
     if not rows:
         return None
@@ -108,8 +112,10 @@ def write(rows: list[dict[str, Any]], out: Path) -> None:
              f"them), {timing.NET_NS} ns per routed net (assumed) and the endpoint's setup; "
              f"UltraScale+ (-1) scaled by {timing.ULTRASCALE_SCALE} (assumed). mvtu with PE = 2, "
              "weights in block RAM: `xnor` (binary inputs, MW = 2 SIMD) and `int` (8-bit signed "
-             "inputs, +-1 weights, MW = 3 SIMD: CNV's first layer). An estimate without "
-             "place-and-route.", "",
+             "inputs, +-1 weights, MW = 3 SIMD: CNV's first layer). PIPE 0: none; 1: the dot "
+             "products registered; 2: the memories' read data as well (what the build gives "
+             "pipelined units with weights in block RAM). An estimate without place-and-route.",
+             "",
              "| family | datapath | SIMD | PIPE | LUT levels | carry chain | routed nets | "
              "delay (ns) | Fmax (MHz) | LUT | FF |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['family']} | {r['kind']} | {r['simd']} | {r['pipe']} | {r['lut_levels']} | "
@@ -122,7 +128,7 @@ def write(rows: list[dict[str, Any]], out: Path) -> None:
     ax = fig.add_subplot()
     for fam in PARTS:
         for kind in LANES:
-            for pipe, style in ((0, "--"), (1, "-")):
+            for pipe, style in ((0, ":"), (1, "--"), (2, "-")):
                 pts = [(r["simd"], r["delay_ns"]) for r in rows
                        if r["family"] == fam and r["pipe"] == pipe and r["kind"] == kind]
                 if pts:
@@ -151,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         for family in PARTS:
             for kind, lanes in LANES.items():
                 for simd in lanes:
-                    for pipe in (0, 1):
+                    for pipe in PIPES:
                         work = Path(tmp) / f"{family}_{kind}_{simd}_{pipe}"
                         work.mkdir()
                         rows.append(measure(simd, pipe, family, work, kind))

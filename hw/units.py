@@ -64,18 +64,23 @@ class Unit:
 PIPE_FROM_LANES = 32
 
 
-def mvtu_pipe(simd: int, xnor: bool) -> bool:
-    """Whether a matrix unit registers its dot products (``PIPE``) by default."""
-    return simd >= PIPE_FROM_LANES or not xnor
+def mvtu_pipe(simd: int, xnor: bool, ram_style: str = "distributed") -> int:
+    """A matrix unit's ``PIPE`` by default: 1 (its dot products registered) from
+    :data:`PIPE_FROM_LANES` lanes and for every integer dot product, 2 (the operands read from
+    the memories registered as well) when such a unit's weights are in block RAM, whose
+    clock-to-out would otherwise start the popcount path; else 0."""
+    if simd < PIPE_FROM_LANES and xnor:
+        return 0
+    return 2 if ram_style == "block" else 1
 
 
 def mvtu(name: str, w: np.ndarray, thresholds: np.ndarray | None, pe: int, simd: int,
          xnor: bool = True, in_w: int = 1, in_signed: bool = False, acc_w: int | None = None,
-         ram_style: str = "block", w_bits: int = 1, pipe: bool | None = None) -> Unit:
+         ram_style: str = "block", w_bits: int = 1, pipe: int | None = None) -> Unit:
     """Matrix-vector(-threshold) unit: ``w`` (MH, MW) bits (1 = +1), or ``w_bits``-bit signed
     integers when ``w_bits`` > 1 (integer inputs only); one threshold per row or None for raw
-    accumulators. ``pipe`` (None: from :data:`PIPE_FROM_LANES` lanes, and every integer dot
-    product) registers the dot products before the accumulator."""
+    accumulators. ``pipe`` (None: :func:`mvtu_pipe`'s choice) registers the dot products
+    before the accumulator (1), and the memories' read data before them (2)."""
     mh, mw = w.shape
     if mw % simd or mh % pe:
         raise ValueError(f"{name}: SIMD={simd} must divide MW={mw} and PE={pe} must divide MH={mh}")
@@ -91,7 +96,7 @@ def mvtu(name: str, w: np.ndarray, thresholds: np.ndarray | None, pe: int, simd:
               "IN_W": 1 if xnor else in_w, "IN_SIGNED": int(in_signed), "W_W": w_bits,
               "ACTIVATION": int(act),
               "ACC_W": acc_w, "RAM_STYLE": ram_style, "SLICED": int(sliced),
-              "PIPE": int(pipe if pipe is not None else mvtu_pipe(simd, xnor))}
+              "PIPE": int(pipe if pipe is not None else mvtu_pipe(simd, xnor, ram_style))}
     mems = {"WEIGHT_FILE": (hwm.mvtu_weight_words(w, pe, simd, w_bits), pe * simd * w_bits)}
     if act:
         mems["THRESH_FILE"] = hwm.mvtu_threshold_memory(thresholds, pe, acc_w, mw // simd,
@@ -255,8 +260,8 @@ def refold(unit: Unit, pe: int | None = None, simd: int | None = None,
     in_ports, out_ports = unit.in_ports, unit.out_ports
     if m == "mvtu":
         pe, simd = pe or p["PE"], simd or p["SIMD"]
-        p.update(PE=pe, SIMD=simd, RAM_STYLE=ram_style or p["RAM_STYLE"],
-                 PIPE=int(mvtu_pipe(simd, bool(p["XNOR"]))))
+        p.update(PE=pe, SIMD=simd, RAM_STYLE=ram_style or p["RAM_STYLE"])
+        p["PIPE"] = mvtu_pipe(simd, bool(p["XNOR"]), p["RAM_STYLE"])
         if p["ACTIVATION"]:
             p["SLICED"] = int(hwm.mvtu_slice_thresholds(p["MH"] // pe, p["MW"] // simd, pe,
                                                          p["ACC_W"]))

@@ -26,7 +26,11 @@
 //               slices (SF - 1 cycles, accepting no input). Needs SF > 1.
 // PIPE = 1 registers the dot products before the accumulator (one more cycle of latency, the
 // same rate): the popcount tree of a wide SIMD and the accumulator's adder become two paths, for
-// the clocks of the UltraScale+ boards (hw.timing estimates both).
+// the clocks of the UltraScale+ boards (hw.timing estimates both). PIPE = 2 also registers the
+// operands read from the memories (a block RAM's output register, whose clock-to-out without it
+// is 2.5 ns on a 7-series -1) before the dot products: one more cycle, the same rate.
+// The input buffer (SF words of SIMD * IN_W bits, read asynchronously into the operand register)
+// is LUT RAM up to 256 words (a block RAM read has no place in that path); deeper, the tool picks.
 // RAM_STYLE ("block" or "distributed") selects the weight memory's implementation
 // (block RAM, or a ROM in LUTs). Streams: AXI-Stream style valid/ready, element 0 in the least
 // significant bits.
@@ -68,7 +72,21 @@ module mvtu #(
   localparam SLICE = ACTIVATION && SLICED && SF > 1;
   localparam TB = SLICE ? (PE * AW + SF - 1) / SF : PE * AW;  // threshold bits read per beat
   localparam PRIME = SLICE;  // after reset, read group 0's first SF - 1 slices
-  logic [SIMD*IN_W-1:0] ibuf [0:SF-1];
+  logic [SIMD*IN_W-1:0] x0;  // the beat's input: the stream at the first row group, else ibuf
+  logic [SIMD*IN_W-1:0] ibuf_rd;
+  logic ibuf_we;
+  logic [SF_W-1:0] ibuf_a;
+  generate
+    if (SF <= 256) begin : g_ibuf_lutram
+      (* ram_style = "distributed" *) logic [SIMD*IN_W-1:0] ibuf [0:SF-1];
+      assign ibuf_rd = ibuf[ibuf_a];
+      always_ff @(posedge clk) if (ibuf_we) ibuf[ibuf_a] <= in_tdata;
+    end else begin : g_ibuf
+      logic [SIMD*IN_W-1:0] ibuf [0:SF-1];
+      assign ibuf_rd = ibuf[ibuf_a];
+      always_ff @(posedge clk) if (ibuf_we) ibuf[ibuf_a] <= in_tdata;
+    end
+  endgenerate
 
   // ---- stage 0: fold counters; the first row group reads the input stream into the buffer ----
   logic [SF_W-1:0] sf;
@@ -82,8 +100,9 @@ module mvtu #(
   assign in_tready = first && !stall;
   assign advance = !stall && (!first || in_tvalid);
 
-  logic [SIMD*IN_W-1:0] x0;
-  assign x0 = first ? in_tdata : ibuf[sf];
+  assign ibuf_a = sf;
+  assign ibuf_we = advance && first;
+  assign x0 = first ? in_tdata : ibuf_rd;
 
   // ---- stage 1: registered operands (weight memory read, input beat) ----
   logic [PE*SIMD*W_W-1:0] w1;
@@ -126,7 +145,6 @@ module mvtu #(
       x1 <= x0;
       start1 <= (sf == '0);
       last1 <= (sf == SF_W'(SF - 1));
-      if (first) ibuf[sf] <= in_tdata;
     end
   end
 
@@ -201,6 +219,36 @@ module mvtu #(
     end
   endfunction
 
+  // PIPE = 2: the operands read from the memories, and what goes with them, one register later
+  logic [SIMD*IN_W-1:0] xq;
+  logic [PE*SIMD*W_W-1:0] wq;
+  logic [PE*AW-1:0] tshq;
+  logic vq, startq, lastq;
+  generate
+    if (PIPE >= 2) begin : g_opreg
+      always_ff @(posedge clk) begin
+        if (!rst_n) vq <= 1'b0;
+        else if (!stall) vq <= s1_valid;
+        if (!stall) begin
+          xq <= x1;
+          wq <= w1;
+          tshq <= ACTIVATION ? tsh[PE*AW-1:0] : '0;
+          startq <= start1;
+          lastq <= last1;
+        end
+      end
+    end else begin : g_noopreg
+      always_comb begin
+        xq = x1;
+        wq = w1;
+        tshq = ACTIVATION ? tsh[PE*AW-1:0] : '0;
+        vq = s1_valid;
+        startq = start1;
+        lastq = last1;
+      end
+    end
+  endgenerate
+
   // XNOR popcount per PE: G = ceil(SIMD / 4) full adders on groups of three lanes (each output
   // bit one 6-input function of three input/weight pairs, the XNOR folded in), a balanced adder
   // tree over their 2-bit counts (heap order: node i sums nodes 2i+1 and 2i+2; the leaves come
@@ -215,7 +263,7 @@ module mvtu #(
       for (genvar p = 0; p < PE; p++) begin : g_pe
         logic [SIMD-1:0] match;
         logic [4*G-1:0] m;  // matches, zero lanes of padding
-        assign match = ~(x1[SIMD-1:0] ^ w1[p*SIMD +: SIMD]);
+        assign match = ~(xq[SIMD-1:0] ^ wq[p*SIMD +: SIMD]);
         assign m = (4*G)'(match);  // zero-extended: the padding lanes never match
         logic [ACC_W-1:0] t [2*G-1];
         logic [G-1:0] ci;  // ci[i]: carry-in of tree node i; ci[G-1]: of the accumulator
@@ -246,7 +294,7 @@ module mvtu #(
   // become two paths, one cycle more latency, the same rate
   logic [ACC_W-1:0] draw [PE];
   always_comb
-    for (int p = 0; p < PE; p++) draw[p] = XNOR ? pc[p] : dot(x1, w1[p*SIMD*W_W +: SIMD*W_W]);
+    for (int p = 0; p < PE; p++) draw[p] = XNOR ? pc[p] : dot(xq, wq[p*SIMD*W_W +: SIMD*W_W]);
   logic [ACC_W-1:0] d [PE];
   logic cin_d [PE];
   logic [PE*AW-1:0] tsh_d;
@@ -255,15 +303,15 @@ module mvtu #(
     if (PIPE) begin : g_pipe
       always_ff @(posedge clk) begin
         if (!rst_n) v2 <= 1'b0;
-        else if (!stall) v2 <= s1_valid;
+        else if (!stall) v2 <= vq;
         if (!stall) begin
           for (int p = 0; p < PE; p++) begin
             d[p] <= draw[p];
             cin_d[p] <= cin_acc[p];
           end
-          tsh_d <= ACTIVATION ? tsh[PE*AW-1:0] : '0;
-          start2 <= start1;
-          last2 <= last1;
+          tsh_d <= tshq;
+          start2 <= startq;
+          last2 <= lastq;
         end
       end
     end else begin : g_nopipe
@@ -272,10 +320,10 @@ module mvtu #(
           d[p] = draw[p];
           cin_d[p] = cin_acc[p];
         end
-        tsh_d = ACTIVATION ? tsh[PE*AW-1:0] : '0;
-        v2 = s1_valid;
-        start2 = start1;
-        last2 = last1;
+        tsh_d = tshq;
+        v2 = vq;
+        start2 = startq;
+        last2 = lastq;
       end
     end
   endgenerate
