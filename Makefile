@@ -87,7 +87,7 @@ bench-explore: setup
 	    --board Pynq-Z2 --points 5 --jobs 2 --verify-samples 4 \
 	    $(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS))
 	$(PY) -m build_flows.explore --model $(TARGETS)/cnv_w1a1.onnx --name cnv-w1a1 \
-	    --board Pynq-Z2 --points 4 --jobs 2 --verify-samples 2 \
+	    --board Pynq-Z2 --points 4 --jobs 2 --verify-samples 2 --budget lut=0.3961,bram=0.857 \
 	    $(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS))
 
 clean:

@@ -98,3 +98,27 @@ def test_committed_model_on_a_stitched_design() -> None:
     got = cost.CostModel.load("zynq7").total(stages)
     assert abs(got["LUT"] - want["LUT"]) <= DESIGN_TOLERANCE * want["LUT"], (got, want)
     assert got["BRAM36"] == want["BRAM36"] and got["DSP"] == want["DSP"] == 0
+
+
+def test_pipeline_levels_and_their_registers() -> None:
+    """The build's PIPE: 0 below 32 XNOR lanes, 1 from there with weights in LUTs, 2 with
+    weights in block RAM (operands registered too); refolding and moving the weights recompute
+    it, and the model counts each level's flip-flops on top of the fitted unpipelined unit."""
+    rng = np.random.default_rng(0)
+    w = rng.integers(0, 2, (64, 576))
+    t = rng.integers(0, 576, 64)
+    assert [units.mvtu_pipe(s, True, r) for s, r in ((16, "block"), (32, "distributed"),
+                                                     (32, "block"))] == [0, 1, 2]
+    assert units.mvtu_pipe(3, False, "distributed") == 1  # integer dot products: always
+    u = units.mvtu("m", w, t, 8, 16)
+    assert u.params["PIPE"] == 0
+    bram = units.refold(u, pe=64, simd=32)
+    lut = units.refold(bram, ram_style="distributed")
+    assert (bram.params["PIPE"], lut.params["PIPE"]) == (2, 1)
+    acc_w = u.params["ACC_W"]
+    one = 64 * (acc_w + 1) * 2 + 3  # dot products and carry-ins, -T words, control
+    assert cost.pipe_registers(lut) == one
+    assert cost.pipe_registers(bram) == one + 32 + 64 * 32 + 64 * (acc_w + 1) + 3
+    assert cost.pipe_registers(u) == 0
+    model = cost.CostModel.load("zynq7")
+    assert model.unit(bram)["FF"] - model.unit(lut)["FF"] >= 64 * 32  # the weights' register
