@@ -7,9 +7,13 @@
 //
 // Input words go to a circular buffer of DEPTH words (a power of two, at least
 // (K_H + S_H) * IFM_W * CF) at their index in the frame; the reader emits word
-// ((oy * S_H + ky) * IFM_W + ox * S_W + kx) * CF + cf once it has been written, and the writer
-// may overwrite words from rows above the current window's first row. Writing runs ahead into the
-// next frame while the reader finishes this one, so frames stream back to back.
+// idx = ((oy * S_H + ky) * IFM_W + ox * S_W + kx) * CF + cf once it has been written, and the
+// writer may overwrite words from rows above the current window's first row. Writing runs ahead
+// into the next frame while the reader finishes this one, so frames stream back to back.
+// idx is kept in a register and stepped with the counters (no multiplier on the read path):
+// +1 along a window row (standard order) or +CF along kx (depthwise), a constant jump at each
+// new window row or channel group, and the next window's base (wbase: the window's first word;
+// ybase = oy * S_H * IFM_W * CF: its row's) at each window's end.
 module swg #(
     parameter IFM_H = 4,
     parameter IFM_W = 4,
@@ -55,15 +59,15 @@ module swg #(
   logic [KXW-1:0] kx;
   logic [FW-1:0] cf;
   logic [CW-1:0] idx;     // word index in the frame of the next output
+  logic [CW-1:0] wbase;   // the current window's first word (ky = kx = cf = 0)
+  logic [CW-1:0] ybase;   // oy * S_H * ROW: the first word of the window's first row
   logic [CW-1:0] low;     // first word the reader still needs
   logic [CW-1:0] avail;   // words of the reader's frame written so far
   logic stall, vb, can_read, fire, win_last, last_word, push;
   logic [W-1:0] rdata;
   logic [AW-1:0] raddr;
 
-  assign idx = ((CW'(oy) * CW'(S_H) + CW'(ky)) * CW'(IFM_W) + CW'(ox) * CW'(S_W) + CW'(kx))
-               * CW'(CF) + CW'(cf);
-  assign low = rframe + CW'(oy) * CW'(S_H * ROW);
+  assign low = rframe + ybase;
   assign avail = wcnt - rframe;
   assign in_tready = $signed(wcnt - low) < $signed(CW'(DEPTH));
   assign push = in_tvalid && in_tready;
@@ -97,23 +101,30 @@ module swg #(
       wcnt <= '0;
       rframe <= '0;
       oy <= '0; ox <= '0; ky <= '0; kx <= '0; cf <= '0;
+      idx <= '0; wbase <= '0; ybase <= '0;
       vb <= 1'b0;
     end else begin
       if (push) wcnt <= wcnt + 1'b1;
       if (!stall) vb <= can_read;
       if (fire) begin
-        // next window element, innermost counter first in the stream order
+        // next window element, innermost counter first in the stream order, and its index
         if (DEPTHWISE) begin
-          if (kx != KXW'(K_W - 1)) kx <= kx + 1'b1;
-          else begin
+          if (kx != KXW'(K_W - 1)) begin
+            kx <= kx + 1'b1;
+            idx <= idx + CW'(CF);
+          end else begin
             kx <= '0;
-            if (ky != KYW'(K_H - 1)) ky <= ky + 1'b1;
-            else begin
+            if (ky != KYW'(K_H - 1)) begin
+              ky <= ky + 1'b1;
+              idx <= idx + CW'(ROW - (K_W - 1) * CF);
+            end else begin
               ky <= '0;
               cf <= (cf == FW'(CF - 1)) ? '0 : cf + 1'b1;
+              idx <= idx + CW'(1 - (K_H - 1) * ROW - (K_W - 1) * CF);
             end
           end
         end else begin
+          idx <= idx + 1'b1;
           if (cf != FW'(CF - 1)) cf <= cf + 1'b1;
           else begin
             cf <= '0;
@@ -121,16 +132,27 @@ module swg #(
             else begin
               kx <= '0;
               ky <= (ky == KYW'(K_H - 1)) ? '0 : ky + 1'b1;
+              idx <= idx + CW'(ROW - K_W * CF + 1);
             end
           end
         end
-        if (win_last) begin
-          if (ox != XW'(OFM_W - 1)) ox <= ox + 1'b1;
-          else begin
+        if (win_last) begin  // the next window's first word
+          if (ox != XW'(OFM_W - 1)) begin
+            ox <= ox + 1'b1;
+            wbase <= wbase + CW'(S_W * CF);
+            idx <= wbase + CW'(S_W * CF);
+          end else begin
             ox <= '0;
-            if (oy != YW'(OFM_H - 1)) oy <= oy + 1'b1;
-            else begin
+            if (oy != YW'(OFM_H - 1)) begin
+              oy <= oy + 1'b1;
+              ybase <= ybase + CW'(S_H * ROW);
+              wbase <= ybase + CW'(S_H * ROW);
+              idx <= ybase + CW'(S_H * ROW);
+            end else begin
               oy <= '0;
+              ybase <= '0;
+              wbase <= '0;
+              idx <= '0;
               rframe <= rframe + CW'(FRAME);
             end
           end
