@@ -1,0 +1,155 @@
+"""Where the cost model is wrong on a real design: every stage of a stitched accelerator
+synthesized alone by Yosys, beside the model's figure for it.
+
+``python -m hw.cost_check --rtl BUILD/rtl --name cnv-w1a1_pynq-z2 [--family zynq7] [--jobs 2]``
+
+Reads the stitched top (``accel.sv``, as :func:`hw.stitch.write` wrote it: one instance per
+unit, FIFO and width converter, each with its parameters and memory files), and for each
+instance compares :meth:`hw.cost.CostModel.unit` with ``synth_xilinx`` of that module alone.
+Stitching adds no logic of its own, so the per-stage Yosys figures sum to about the stitched
+design's (the build's ``report.json`` ``resources``, shown beside them when present). Writes
+``<out>/cost_check_<name>.json`` and ``.md``: per stage, per module and in total, the error
+``(model - Yosys) / max(Yosys, 20)`` as in :mod:`hw.calibrate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from hw import cost, units, yosys
+
+log = logging.getLogger("hw.cost_check")
+
+#: one instance of the stitched top: module, parameter block, instance name
+_INSTANCE = re.compile(r"^\s+(\w+) #\((.*?)\n\s+\) (\w+) \(", re.S | re.M)
+_PARAM = re.compile(r"\.(\w+)\(([^()]*)\)")
+
+
+def instances(top: Path) -> list[units.Unit]:
+    """The stages of the stitched top ``top`` as units (parameters only: no beat widths)."""
+    out = []
+    for module, body, name in _INSTANCE.findall(top.read_text()):
+        params: dict[str, Any] = {}
+        for key, value in _PARAM.findall(body):
+            value = value.strip()
+            params[key] = value.strip('"') if value.startswith('"') else int(value)
+        out.append(units.Unit(name, module, params, 1, 1))
+    if not out:
+        raise ValueError(f"{top}: no module instances with parameters found")
+    return out
+
+
+def synth_stage(unit: units.Unit, rtl: Path, family: str) -> dict[str, float]:
+    """Yosys on one stage, its memory files copied from ``rtl`` (the build's directory)."""
+    with tempfile.TemporaryDirectory(prefix="bnnforge_cost_check_") as tmp:
+        for value in unit.params.values():
+            if isinstance(value, str) and value.endswith(".hex"):
+                shutil.copy(rtl / value, Path(tmp) / value)
+        res = yosys.synth(unit.module, [unit.source], unit.params, family=family,
+                          workdir=Path(tmp), lutram_fallback=True)
+    return {r: float(res[r]) for r in cost.RESOURCES}
+
+
+def error(model: float, measured: float) -> float:
+    """(model - Yosys) / max(Yosys, 20), as in the calibration's tables."""
+    return (model - measured) / max(measured, 20.0)
+
+
+def check(rtl: Path, family: str, jobs: int = 2) -> dict[str, Any]:
+    """Every stage of ``rtl``/accel.sv: the model's and Yosys' resources; per module and total
+    sums; the stitched synthesis of the build when its report is beside ``rtl``."""
+    stages = instances(rtl / "accel.sv")
+    model = cost.CostModel.load(family)
+    done = iter(range(1, len(stages) + 1))
+
+    def one(unit: units.Unit) -> dict[str, float]:
+        res = synth_stage(unit, rtl, family)
+        log.info("[%d/%d] %s: Yosys %d LUT", next(done), len(stages), unit.name, res["LUT"])
+        return res
+
+    with ThreadPoolExecutor(max(jobs, 1)) as pool:
+        measured = list(pool.map(one, stages))
+    rows = [{"name": u.name, "module": u.module, "params": u.params, "model": model.unit(u),
+             "yosys": m} for u, m in zip(stages, measured, strict=True)]
+    modules: dict[str, dict[str, dict[str, float]]] = {}
+    for r in rows:
+        agg = modules.setdefault(r["module"], {"model": dict.fromkeys(cost.RESOURCES, 0.0),
+                                               "yosys": dict.fromkeys(cost.RESOURCES, 0.0)})
+        for side in ("model", "yosys"):
+            for k in cost.RESOURCES:
+                agg[side][k] += r[side][k]
+    total = {side: {k: sum(r[side][k] for r in rows) for k in cost.RESOURCES}
+             for side in ("model", "yosys")}
+    report = rtl.parent / "report.json"
+    stitched = None
+    if report.is_file():
+        res = json.loads(report.read_text()).get("resources") or {}
+        stitched = {k: res[k] for k in cost.RESOURCES if k in res} or None
+    return {"family": family, "rtl": str(rtl), "tool": yosys.version(), "stages": rows,
+            "modules": modules, "total": total, "stitched_yosys": stitched}
+
+
+def write(result: dict[str, Any], out: Path, name: str) -> Path:
+    """``cost_check_<name>.json`` and ``.md`` under ``out``; returns the Markdown file."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"cost_check_{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    tot, st = result["total"], result["stitched_yosys"]
+    lines = [f"# Cost model against Yosys, stage by stage: {name}", "",
+             f"Generated by `python -m hw.cost_check` on `{result['rtl']}` ({result['family']}):"
+             f" each stage of the stitched accelerator synthesized alone by {result['tool']} "
+             "(a synthesis estimate, no place-and-route), beside the cost model "
+             "(`hw/cost_model.json`). Error = (model - Yosys) / max(Yosys, 20).", "",
+             f"Sum of the stages: model {tot['model']['LUT']:,.0f} LUT, Yosys "
+             f"{tot['yosys']['LUT']:,.0f} LUT ({100 * error(tot['model']['LUT'], tot['yosys']['LUT']):+.1f} %)"
+             + (f"; the stitched design by Yosys: {st['LUT']:,.0f} LUT." if st else "."), "",
+             "## Per module", "", "| module | stages | LUT model | LUT Yosys | error | "
+             "FF model | FF Yosys | BRAM36 model / Yosys |", "|---|---|---|---|---|---|---|---|"]
+    count = {m: sum(r["module"] == m for r in result["stages"]) for m in result["modules"]}
+    for m, agg in sorted(result["modules"].items(), key=lambda kv: -kv[1]["yosys"]["LUT"]):
+        mo, yo = agg["model"], agg["yosys"]
+        lines.append(f"| {m} | {count[m]} | {mo['LUT']:,.0f} | {yo['LUT']:,.0f} | "
+                     f"{100 * error(mo['LUT'], yo['LUT']):+.1f} % | {mo['FF']:,.0f} | "
+                     f"{yo['FF']:,.0f} | {mo['BRAM36']:g} / {yo['BRAM36']:g} |")
+    lines += ["", "## Matrix units", "", "| stage | MW x MH | PE x SIMD | datapath | weights | "
+              "PIPE | LUT model | LUT Yosys | error | LUT per lane (Yosys) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["stages"]:
+        if r["module"] != "mvtu":
+            continue
+        p, mo, yo = r["params"], r["model"]["LUT"], r["yosys"]["LUT"]
+        lanes = p["PE"] * p["SIMD"]
+        lines.append(f"| {r['name']} | {p['MW']} x {p['MH']} | {p['PE']} x {p['SIMD']} | "
+                     f"{'xnor' if p['XNOR'] else 'int'} | {p['RAM_STYLE']} | {p.get('PIPE', 0)} | "
+                     f"{mo:,.0f} | {yo:,.0f} | {100 * error(mo, yo):+.1f} % | {yo / lanes:.2f} |")
+    path = out / f"cost_check_{name}.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hw.cost_check", description=__doc__.split("\n")[0])
+    ap.add_argument("--rtl", type=Path, required=True, help="a build's rtl directory (accel.sv)")
+    ap.add_argument("--name", required=True, help="the results' file name part")
+    ap.add_argument("--family", default="zynq7", choices=sorted(yosys.FAMILIES))
+    ap.add_argument("--jobs", type=int, default=2, help="Yosys runs at once")
+    ap.add_argument("--out", type=Path, default=Path("results"))
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not (args.rtl / "accel.sv").is_file():
+        ap.error(f"--rtl {args.rtl}: no accel.sv there (give a build's rtl directory)")
+    if args.jobs < 1:
+        ap.error(f"--jobs {args.jobs}: give at least 1")
+    log.info("wrote %s", write(check(args.rtl, args.family, args.jobs), args.out, args.name))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
