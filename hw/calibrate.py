@@ -1,6 +1,6 @@
 """Fit the cost model (:mod:`hw.cost`) on Yosys, and measure its error where it was not fitted.
 
-``python -m hw.calibrate [--family zynq7] [--out results] [--jobs 2]``
+``python -m hw.calibrate [--family zynq7] [--out results] [--jobs 2] [--modules swg,...]``
 
 1. For every module, a seeded grid of shapes (:func:`grid`: the ranges the BNN nets use, PE,
    SIMD, widths and depths drawn at random) is synthesized with Yosys ``synth_xilinx``; the
@@ -187,12 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refit", action="store_true",
                     help="fit again on the Yosys results already in <out>/cost_model_<family>"
                          ".json (after a change of the features), synthesizing nothing")
+    ap.add_argument("--modules", type=_modules, default=None, metavar="M,...",
+                    help="synthesize only these modules' shapes (after a change of their RTL) "
+                         "and the held-out designs; the other modules' stored results are kept")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.refit:
         return refit(args)
     t0 = time.time()
-    shapes = {m: grid(m, sum(size(m))) for m in cost.FEATURES}
+    shapes = {m: grid(m, sum(size(m))) for m in (args.modules or cost.FEATURES)}
     jobs = [(m, i, u) for m, us in shapes.items() for i, u in enumerate(us)]
     held = designs()
     done = iter(range(1, len(jobs) + len(held) + 1))
@@ -218,16 +221,37 @@ def main(argv: list[str] | None = None) -> int:
                          strict=True)
     log.info("synthesized %d units (%d failed in Yosys) and %d designs in %.0f s", len(jobs),
              len(failed), len(built), time.time() - t0)
-    coef = {m: cost.fit([(u, r) for (mm, i, u), r in zip(jobs, measured, strict=True)
-                         if mm == m and i < size(m)[0]]) for m in shapes}
-    model = cost.CostModel(args.family, coef)
-    rows = [{"module": m, "held_out": i >= size(m)[0], "params": u.params, "yosys": r,
-             "model": model.unit(u)} for (m, i, u), r in zip(jobs, measured, strict=True)]
+    rows = [{"module": m, "held_out": i >= size(m)[0], "params": u.params, "yosys": r}
+            for (m, i, u), r in zip(jobs, measured, strict=True)]
+    if args.modules:  # the other modules as last measured
+        old = json.loads((args.out / f"cost_model_{args.family}.json").read_text())
+        rows = [r for r in old["units"] if r["module"] not in args.modules] + rows
+        failed = [f for f in old.get("failed", []) if f["module"] not in args.modules] + failed
+    model = cost.CostModel(args.family, fit_rows(rows))
+    for r in rows:
+        r["model"] = model.unit(units.Unit("u", r["module"], r["params"], 1, 1))
     drows = [{"design": name, "units": len(nodes), "yosys": res, "model": model.total(stages)}
              for (name, nodes), (res, stages) in zip(held, built, strict=True)]
-    save_model(args.model_file, args.family, coef, yosys.version())
+    save_model(args.model_file, args.family, model.coef, yosys.version())
     write_results(args.out, args.family, rows, drows, round(time.time() - t0), failed)
     return 0
+
+
+def _modules(text: str) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in names if m not in cost.FEATURES]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"{text!r}: modules are {', '.join(sorted(cost.FEATURES))}")
+    return names
+
+
+def fit_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The coefficients of every module from stored rows (module, held_out, params, yosys):
+    each fitted on its shapes that are not held out."""
+    as_unit = [units.Unit("u", r["module"], r["params"], 1, 1) for r in rows]
+    return {m: cost.fit([(u, r["yosys"]) for u, r in zip(as_unit, rows, strict=True)
+                         if r["module"] == m and not r["held_out"]])
+            for m in sorted({r["module"] for r in rows})}
 
 
 def refit(args: argparse.Namespace) -> int:
@@ -235,13 +259,10 @@ def refit(args: argparse.Namespace) -> int:
     stem = args.out / f"cost_model_{args.family}"
     old = json.loads(stem.with_suffix(".json").read_text())
     rows = old["units"]
-    as_unit = [units.Unit("u", r["module"], r["params"], 1, 1) for r in rows]
-    coef = {m: cost.fit([(u, r["yosys"]) for u, r in zip(as_unit, rows, strict=True)
-                         if r["module"] == m and not r["held_out"]])
-            for m in sorted({r["module"] for r in rows})}
+    coef = fit_rows(rows)
     model = cost.CostModel(args.family, coef)
-    for u, r in zip(as_unit, rows, strict=True):
-        r["model"] = model.unit(u)
+    for r in rows:
+        r["model"] = model.unit(units.Unit("u", r["module"], r["params"], 1, 1))
     drows = []
     for (name, nodes), d in zip(designs(), old["designs"], strict=True):
         stages, _ = stitch.connect(nodes)

@@ -122,3 +122,23 @@ def test_pipeline_levels_and_their_registers() -> None:
     assert cost.pipe_registers(u) == 0
     model = cost.CostModel.load("zynq7")
     assert model.unit(bram)["FF"] - model.unit(lut)["FF"] >= 64 * 32  # the weights' register
+
+
+def test_fit_rows_uses_only_the_shapes_not_held_out_and_modules_are_checked(capsys) -> None:
+    """A calibration of some modules keeps the others' stored rows: the fit over stored rows
+    takes each module's fitted shapes only; unknown module names are refused in one line."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(8):
+        u = calibrate.simple_unit("pool", rng)
+        rows.append({"module": "pool", "held_out": i >= 6, "params": u.params,
+                     "yosys": {"LUT": 1e6 if i >= 6 else 10.0 + i, "FF": 5.0, "BRAM36": 0.0,
+                               "DSP": 0.0}})
+    coef = calibrate.fit_rows(rows)
+    model = cost.CostModel("zynq7", coef)
+    assert max(model.unit(units.Unit("u", "pool", r["params"], 1, 1))["LUT"]
+               for r in rows) < 1000  # the held-out rows' absurd LUT counts were not fitted
+    with pytest.raises(SystemExit) as exc:
+        calibrate.main(["--modules", "swg,nope"])
+    assert exc.value.code == 2
+    assert "'swg,nope': modules are " in capsys.readouterr().err
