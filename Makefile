@@ -69,7 +69,7 @@ bench-targets: setup
 	$(PY) -m models.reference --net cnv_1w1a --out $(TARGETS)/cnv_w1a1.onnx --force
 	$(PY) -m models.reference --net lfc_1w1a --out $(TARGETS)/lfc_w1a1.onnx --force
 	$(PY) -m build_flows.bench --board Pynq-Z2 --model cnv-w1a1=$(TARGETS)/cnv_w1a1.onnx \
-	    --target-fps cnv-w1a1=max --budget lut=0.3961,bram=0.857 --verify-samples 4 \
+	    --target-fps cnv-w1a1=max --budget lut=0.3961,bram=0.857 --verify-samples 2 \
 	    --builds $(TARGETS)/builds --stem targets_cnv_pynq-z2
 	$(PY) -m build_flows.bench --board Pynq-Z2 --model lfc-w1a1=$(TARGETS)/lfc_w1a1.onnx \
 	    --target-fps lfc-w1a1=max --budget lut=0.4391,bram=0.757 --verify-samples 10 \
