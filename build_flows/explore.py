@@ -121,7 +121,7 @@ def plot(points: list[dict[str, Any]], path: Path, name: str, board: str,
         for p in points:
             if p["chosen"]:
                 ax.scatter([p[res] + SHELL[res]], [p["fps"]], s=160, facecolors="none",
-                           edgecolors="red", label="chosen (default budget)")
+                           edgecolors="red", label="chosen (--target-fps max)")
         if ref:
             ax.scatter([ref[res]], [ref["fps"]], marker="*", s=160, color="black",
                        label=ref["label"])
