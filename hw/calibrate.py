@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         failed = [f for f in old.get("failed", []) if f["module"] not in args.modules] + failed
     model = cost.CostModel(args.family, fit_rows(rows))
     for r in rows:
-        r["model"] = model.unit(units.Unit("u", r["module"], r["params"], 1, 1))
+        r["model"] = model.unit(_unit_of(r))
     drows = [{"design": name, "units": len(nodes), "yosys": res, "model": model.total(stages)}
              for (name, nodes), (res, stages) in zip(held, built, strict=True)]
     save_model(args.model_file, args.family, model.coef, yosys.version())
@@ -241,15 +241,20 @@ def _modules(text: str) -> list[str]:
     names = [m.strip() for m in text.split(",") if m.strip()]
     bad = [m for m in names if m not in cost.FEATURES]
     if not names or bad:
-        raise argparse.ArgumentTypeError(f"{text!r}: modules are {', '.join(sorted(cost.FEATURES))}")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: modules are {', '.join(sorted(cost.FEATURES))}")
     return names
+
+
+def _unit_of(row: dict[str, Any]) -> units.Unit:
+    """A stored row's unit (its parameters only: what the model's features read)."""
+    return units.Unit("u", row["module"], row["params"], 1, 1)
 
 
 def fit_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The coefficients of every module from stored rows (module, held_out, params, yosys):
     each fitted on its shapes that are not held out."""
-    as_unit = [units.Unit("u", r["module"], r["params"], 1, 1) for r in rows]
-    return {m: cost.fit([(u, r["yosys"]) for u, r in zip(as_unit, rows, strict=True)
+    return {m: cost.fit([(_unit_of(r), r["yosys"]) for r in rows
                          if r["module"] == m and not r["held_out"]])
             for m in sorted({r["module"] for r in rows})}
 
@@ -262,7 +267,7 @@ def refit(args: argparse.Namespace) -> int:
     coef = fit_rows(rows)
     model = cost.CostModel(args.family, coef)
     for r in rows:
-        r["model"] = model.unit(units.Unit("u", r["module"], r["params"], 1, 1))
+        r["model"] = model.unit(_unit_of(r))
     drows = []
     for (name, nodes), d in zip(designs(), old["designs"], strict=True):
         stages, _ = stitch.connect(nodes)

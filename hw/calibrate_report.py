@@ -16,7 +16,7 @@ REPORTED = ("LUT", "FF", "BRAM36", "DSP")
 COUNTED = ("BRAM36", "DSP")
 
 
-def _err(model: float, meas: float, res: str = "LUT") -> float:
+def error(model: float, meas: float, res: str = "LUT") -> float:
     """Relative error of ``model`` against ``meas`` (relative to 20 below 20: small counts);
     for the counted resources the difference itself."""
     if res in COUNTED:
@@ -33,15 +33,15 @@ def summarize(rows: list[dict], drows: list[dict]) -> dict[str, Any]:
         for part, held in (("fit", False), ("held_out", True)):
             sel = [r for r in rows if r["module"] == m and r["held_out"] is held]
             entry[part] = {res: {
-                "mean_abs": round(float(np.mean([abs(_err(r["model"][res], r["yosys"][res], res))
+                "mean_abs": round(float(np.mean([abs(error(r["model"][res], r["yosys"][res], res))
                                                  for r in sel])), 4),
-                "worst": round(float(max((_err(r["model"][res], r["yosys"][res], res)
+                "worst": round(float(max((error(r["model"][res], r["yosys"][res], res)
                                           for r in sel), key=abs)), 4)} for res in REPORTED}
         out["modules"][m] = entry
     for d in drows:
         out["designs"].append({"design": d["design"], **{
             res: {"yosys": d["yosys"][res], "model": round(d["model"][res], 1),
-                  "error": round(_err(d["model"][res], d["yosys"][res], res), 4)}
+                  "error": round(error(d["model"][res], d["yosys"][res], res), 4)}
             for res in REPORTED}})
     return out
 
