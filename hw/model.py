@@ -106,6 +106,22 @@ def mvtu_weight_words(w: np.ndarray, pe: int, simd: int, width: int = 1) -> list
     return words
 
 
+#: lanes per popcount chunk of the XNOR matrix unit (``CHUNK`` in ``hw/rtl/mvtu.sv``)
+POPCOUNT_CHUNK = 24
+
+
+def mvtu_int_thresholds(thresholds: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The thresholds an integer matrix unit with bipolar weights keeps (``FOLDZ`` in
+    ``mvtu.sv``): it sums w ? x : ~x = (w ? x : -x) - [w = -1] per lane, so row r's sum is short
+    by Z_r, the row's -1 weights, and T_r - Z_r is compared instead:
+
+        sum_c (w_rc ? x_c : -x_c) >= T_r  <=>  sum_c (w_rc ? x_c : ~x_c) >= T_r - Z_r
+
+    ``w``: (MH, MW) bits, 1 = +1."""
+    zeros = np.asarray(w).shape[1] - np.count_nonzero(np.asarray(w), axis=1)
+    return np.asarray(thresholds, dtype=np.int64) - zeros
+
+
 def mvtu_threshold_words(thresholds: np.ndarray, pe: int, acc_w: int) -> list[int]:
     """Threshold memory words: word nf holds -T of rows nf*PE + pe at bits pe*(ACC_W + 1), in
     ACC_W + 1 bits of two's complement (the unit starts each row's sum at -T and outputs its sign,

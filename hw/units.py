@@ -99,6 +99,8 @@ def mvtu(name: str, w: np.ndarray, thresholds: np.ndarray | None, pe: int, simd:
               "PIPE": int(pipe if pipe is not None else mvtu_pipe(simd, xnor, ram_style))}
     mems = {"WEIGHT_FILE": (hwm.mvtu_weight_words(w, pe, simd, w_bits), pe * simd * w_bits)}
     if act:
+        if not xnor and w_bits == 1:
+            thresholds = hwm.mvtu_int_thresholds(thresholds, w)
         mems["THRESH_FILE"] = hwm.mvtu_threshold_memory(thresholds, pe, acc_w, mw // simd,
                                                         sliced)
     return Unit(name, "mvtu", params, simd * params["IN_W"], pe if act else pe * acc_w, mems)

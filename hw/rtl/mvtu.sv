@@ -16,7 +16,8 @@
 // r = nf * PE + pe, column c = sf * SIMD + s at bit pe * SIMD + s of word nf * SF + sf), loaded
 // from WEIGHT_FILE ($readmemh). Each row's sum starts at -T, so acc >= T is the sign bit of the
 // sum (no comparator). THRESH_FILE holds the -T words of the row groups (PE * (ACC_W + 1) bits
-// each; hw.model.mvtu_threshold_memory lays it out) in one of two forms:
+// each; hw.model.mvtu_threshold_memory lays it out; on the integer datapath with bipolar weights
+// -(T - Z) instead, Z the row's -1 weights: see FOLDZ below) in one of two forms:
 //   SLICED = 0: NF words, read whole at each group's first beat. With NF <= 4 the ROM's few
 //               address bits fold into the accumulator's adder LUTs.
 //   SLICED = 1: each word in SF slices of TB = ceil(PE * (ACC_W + 1) / SF) bits, one read per
@@ -200,20 +201,31 @@ module mvtu #(
   logic out_full;
   assign stall = out_full && !out_tready;
 
-  // sum_s (w[s] ? x[s] : -x[s]) (W_W = 1) or sum_s w[s] * x[s] in ACC_W-bit two's complement
-  function automatic [ACC_W-1:0] dot(input [SIMD*IN_W-1:0] xv, input [SIMD*W_W-1:0] wv);
+  // The integer dot product with bipolar weights (W_W = 1) adds, per lane, x or its complement
+  // ~x = -x - 1 (one adder per lane, the choice folded into its LUTs; negating would take a
+  // second adder): sum_s (w[s] ? x[s] : ~x[s]) = sum_s (w[s] ? x[s] : -x[s]) - Z, Z the beat's
+  // -1 weights. With thresholds (FOLDZ) every row's Z over all its beats is a constant that the
+  // threshold memory takes (it holds -(T - Z_r), hw.model.mvtu_int_thresholds): one adder per
+  // lane. Raw accumulators get Z back per beat as carry-ins. DW bits hold the beat's sum
+  // (|sum| <= SIMD * 2^IN_W <= 2^ACC_W).
+  localparam FOLDZ = !XNOR && W_W == 1 && ACTIVATION;
+  localparam DW = FOLDZ ? AW : ACC_W;
+  // sum_s (w[s] ? x[s] : ~x[s]) (+ Z unless FOLDZ) (W_W = 1) or sum_s w[s] * x[s], DW-bit two's
+  // complement
+  function automatic [DW-1:0] dot(input [SIMD*IN_W-1:0] xv, input [SIMD*W_W-1:0] wv);
     integer i;
-    reg [ACC_W+IN_W-1:0] e;
+    reg [DW+IN_W-1:0] e;
     reg [ACC_W+W_W-1:0] f;
     begin
       dot = 0;
       for (i = 0; i < SIMD; i = i + 1) begin
-        e = {{ACC_W{IN_SIGNED != 0 && xv[i*IN_W+IN_W-1]}}, xv[i*IN_W +: IN_W]};
+        e = {{DW{IN_SIGNED != 0 && xv[i*IN_W+IN_W-1]}}, xv[i*IN_W +: IN_W]};
         if (W_W == 1) begin
-          dot = wv[i] ? dot + e[ACC_W-1:0] : dot - e[ACC_W-1:0];
+          if (FOLDZ) dot = dot + (e[DW-1:0] ^ {DW{!wv[i]}});
+          else dot = dot + (e[DW-1:0] ^ {DW{!wv[i]}}) + DW'(!wv[i]);
         end else begin
           f = {{ACC_W{wv[i*W_W+W_W-1]}}, wv[i*W_W +: W_W]};
-          dot = dot + ACC_W'($signed(e[ACC_W-1:0]) * $signed(f[ACC_W-1:0]));
+          dot = dot + DW'($signed(e[ACC_W-1:0]) * $signed(f[ACC_W-1:0]));
         end
       end
     end
@@ -249,37 +261,33 @@ module mvtu #(
     end
   endgenerate
 
-  // XNOR popcount per PE: G = ceil(SIMD / 4) full adders on groups of three lanes (each output
-  // bit one 6-input function of three input/weight pairs, the XNOR folded in), a balanced adder
-  // tree over their 2-bit counts (heap order: node i sums nodes 2i+1 and 2i+2; the leaves come
-  // last), and the remaining lanes (at most G) as the carry-ins of the tree's G - 1 adders and
-  // of the accumulator's adder, which cost nothing on a carry chain.
-  localparam G = (SIMD + 3) / 4;
-  localparam CIN = SIMD > 3 * G ? SIMD - 3 * G : 0;  // lanes that enter as carry-ins
+  // XNOR popcount per PE over chunks of at most CHUNK lanes (mvtu_popcount, a module of its own
+  // so that synthesis keeps each chunk's adder tree apart: one tree over 128 lanes took Yosys
+  // 25 % more LUTs than six chunks of 24 and their sum), a balanced adder tree over the chunks'
+  // counts (heap order as below), each chunk's left-over lane as the carry-in of one of its
+  // NC - 1 adders or of the accumulator's adder.
+  localparam CHUNK = 24;  // hw.model.POPCOUNT_CHUNK
+  localparam NC = (SIMD + CHUNK - 1) / CHUNK;
   logic [ACC_W-1:0] pc [PE];
   logic cin_acc [PE];
   generate
     if (XNOR) begin : g_pop
       for (genvar p = 0; p < PE; p++) begin : g_pe
-        logic [SIMD-1:0] match;
-        logic [4*G-1:0] m;  // matches, zero lanes of padding
-        assign match = ~(xq[SIMD-1:0] ^ wq[p*SIMD +: SIMD]);
-        assign m = (4*G)'(match);  // zero-extended: the padding lanes never match
-        logic [ACC_W-1:0] t [2*G-1];
-        logic [G-1:0] ci;  // ci[i]: carry-in of tree node i; ci[G-1]: of the accumulator
-        for (genvar i = 0; i < G; i++) begin : g_ci
-          assign ci[i] = (i < CIN) ? m[3*G+i] : 1'b0;
+        logic [ACC_W-1:0] u [2*NC-1];
+        logic [NC-1:0] co;
+        for (genvar k = 0; k < NC; k++) begin : g_chunk
+          localparam L = SIMD - k * CHUNK < CHUNK ? SIMD - k * CHUNK : CHUNK;
+          localparam CW = $clog2(L + 1);
+          logic [CW-1:0] cs;
+          mvtu_popcount #(.L(L), .W(CW)) i_pop (
+              .x(xq[k*CHUNK +: L]), .w(wq[p*SIMD + k*CHUNK +: L]), .count(cs), .carry(co[k]));
+          assign u[NC-1+k] = ACC_W'(cs);
         end
-        for (genvar g = 0; g < G; g++) begin : g_leaf
-          assign t[G-1+g] = {{(ACC_W-2){1'b0}},
-                             (m[3*g] & m[3*g+1]) | (m[3*g+2] & (m[3*g] ^ m[3*g+1])),
-                             m[3*g] ^ m[3*g+1] ^ m[3*g+2]};
+        for (genvar j = 0; j < NC - 1; j++) begin : g_node
+          assign u[j] = u[2*j+1] + u[2*j+2] + ACC_W'(co[j]);
         end
-        for (genvar i = 0; i < G - 1; i++) begin : g_node
-          assign t[i] = t[2*i+1] + t[2*i+2] + ACC_W'(ci[i]);
-        end
-        assign pc[p] = t[0];
-        assign cin_acc[p] = ci[G-1];
+        assign pc[p] = u[0];
+        assign cin_acc[p] = co[NC-1];
       end
     end else begin : g_nopop
       for (genvar p = 0; p < PE; p++) begin : g_pe
@@ -292,10 +300,10 @@ module mvtu #(
   // the beat's dot products (popcounts), and with PIPE = 1 a register stage after them that
   // moves with the rest of the pipeline (!stall): the popcount tree and the accumulator's adder
   // become two paths, one cycle more latency, the same rate
-  logic [ACC_W-1:0] draw [PE];
+  logic [DW-1:0] draw [PE];
   always_comb
     for (int p = 0; p < PE; p++) draw[p] = XNOR ? pc[p] : dot(xq, wq[p*SIMD*W_W +: SIMD*W_W]);
-  logic [ACC_W-1:0] d [PE];
+  logic [DW-1:0] d [PE];
   logic cin_d [PE];
   logic [PE*AW-1:0] tsh_d;
   logic v2, start2, last2;
@@ -333,7 +341,7 @@ module mvtu #(
   always_comb begin
     for (int p = 0; p < PE; p++) begin
       sum[p] = (start2 ? (ACTIVATION ? tsh_d[p*AW +: AW] : '0) : acc[p])
-               + ((XNOR || ACC_W == AW) ? AW'(d[p]) : AW'($signed(d[p]))) + AW'(cin_d[p]);
+               + ((XNOR || DW == AW) ? AW'(d[p]) : AW'($signed(d[p]))) + AW'(cin_d[p]);
     end
   end
 
@@ -364,4 +372,42 @@ module mvtu #(
   endgenerate
   assign out_tvalid = out_full;
   assign out_tdata = result;
+endmodule
+
+
+// XNOR popcount of L lanes: count + carry = #{i : x[i] == w[i]}. G = ceil(L / 4) full adders on
+// groups of three lanes (each output bit one 6-input function of three input/weight pairs, the
+// XNOR folded in), a balanced adder tree over their 2-bit counts (heap order: node i sums nodes
+// 2i+1 and 2i+2; the leaves come last), and the remaining lanes (at most G) as the carry-ins of
+// the tree's G - 1 adders and, the last one, as ``carry`` (the caller's adder takes it: carry-ins
+// cost nothing on a carry chain).
+module mvtu_popcount #(
+    parameter L = 24,
+    parameter W = 5
+) (
+    input  logic [L-1:0] x,
+    input  logic [L-1:0] w,
+    output logic [W-1:0] count,
+    output logic carry
+);
+  localparam G = (L + 3) / 4;
+  localparam CIN = L > 3 * G ? L - 3 * G : 0;  // lanes that enter as carry-ins
+  logic [L-1:0] match;
+  logic [4*G-1:0] m;  // matches, zero lanes of padding (they never match)
+  assign match = ~(x ^ w);
+  assign m = (4*G)'(match);  // zero-extended (a cast of ~(x ^ w) would widen x and w first)
+  logic [W-1:0] t [2*G-1];
+  logic [G-1:0] ci;  // ci[i]: carry-in of tree node i; ci[G-1]: the caller's
+  for (genvar i = 0; i < G; i++) begin : g_ci
+    assign ci[i] = (i < CIN) ? m[3*G+i] : 1'b0;
+  end
+  for (genvar g = 0; g < G; g++) begin : g_leaf
+    assign t[G-1+g] = W'({(m[3*g] & m[3*g+1]) | (m[3*g+2] & (m[3*g] ^ m[3*g+1])),
+                          m[3*g] ^ m[3*g+1] ^ m[3*g+2]});
+  end
+  for (genvar i = 0; i < G - 1; i++) begin : g_node
+    assign t[i] = t[2*i+1] + t[2*i+2] + W'(ci[i]);
+  end
+  assign count = t[0];
+  assign carry = ci[G-1];
 endmodule

@@ -14,11 +14,16 @@ from hw import model, verilator
 pytestmark = pytest.mark.verilator
 
 # (MW, MH, SIMD, PE, ACTIVATION, IN_W, IN_SIGNED); IN_W = 0 means the XNOR datapath. PE=1/SIMD=1,
-# MW=SIMD, non-power-of-two sizes, TFC-like layers, CNV's 8-bit first layer, {0,1} inputs.
+# MW=SIMD, non-power-of-two sizes, TFC-like layers, CNV's 8-bit first layer, {0,1} inputs;
+# popcounts over several 24-lane chunks (49 = 24 + 24 + 1, 150 = 6 x 24 + 6) or of 2 lanes (a
+# leaf with a padding lane); whole rows of {0,1} and unsigned 8-bit inputs in one beat (the
+# beat's sum of x or ~x spans twice the row's range of sums of x or -x).
 CASES = [(5, 3, 1, 1, 1, 0, 0), (16, 8, 16, 2, 1, 0, 0), (98, 10, 49, 5, 0, 0, 0),
          (12, 12, 4, 3, 1, 0, 0), (64, 64, 8, 8, 1, 0, 0), (64, 10, 8, 10, 0, 0, 0),
          (27, 16, 3, 4, 1, 8, 1), (9, 6, 9, 3, 0, 8, 1), (20, 6, 5, 2, 1, 1, 0),
-         (14, 4, 7, 1, 0, 4, 0), (32, 4, 8, 4, 1, 0, 0), (6, 4, 3, 2, 1, 0, 0)]
+         (14, 4, 7, 1, 0, 4, 0), (32, 4, 8, 4, 1, 0, 0), (6, 4, 3, 2, 1, 0, 0),
+         (300, 6, 150, 3, 1, 0, 0), (100, 4, 100, 2, 1, 1, 0), (32, 4, 32, 2, 1, 8, 0),
+         (8, 4, 2, 2, 1, 0, 0)]
 
 
 def simulate(tmp_path: Path, mw, mh, simd, pe, act, in_w, in_signed, n, seed, p_valid, p_ready,
@@ -46,8 +51,9 @@ def simulate(tmp_path: Path, mw, mh, simd, pe, act, in_w, in_signed, n, seed, p_
     if act:
         if sliced is None:
             sliced = model.mvtu_slice_thresholds(mh // pe, mw // simd, pe, acc_w)
+        kept = thr if xnor else model.mvtu_int_thresholds(thr, w)
         model.write_hex(work / "thresholds.hex",
-                        *model.mvtu_threshold_memory(thr, pe, acc_w, mw // simd, sliced))
+                        *model.mvtu_threshold_memory(kept, pe, acc_w, mw // simd, sliced))
     sim = verilator.build("mvtu", [verilator.RTL / "mvtu.sv"],
                           {"MW": mw, "MH": mh, "SIMD": simd, "PE": pe, "ACTIVATION": act,
                            "ACC_W": acc_w, "XNOR": int(xnor), "IN_W": max(in_w, 1),
