@@ -76,8 +76,9 @@ def grid(module: str, n: int, seed: int = 0) -> list[units.Unit]:
             mw = _pick(rng, [27, 64, 144, 256, 576, 784, 1152] if kind != "mul"
                        else [9, 16, 64, 144])
             mh = _pick(rng, [10, 16, 32, 64, 128, 256] if kind != "mul" else [10, 16, 32])
-            simd = _pick(rng, [d for d in _divisors(mw) if d <= (64 if kind == "xnor" else 16)])
-            pe = _pick(rng, [d for d in _divisors(mh) if d <= 32])
+            # XNOR units up to SIMD 256 and 4,096 lanes (the wide units of fast foldings)
+            simd = _pick(rng, [d for d in _divisors(mw) if d <= (256 if kind == "xnor" else 16)])
+            pe = _pick(rng, [d for d in _divisors(mh) if d <= 64 and d * simd <= 4096])
             ram = "distributed" if rng.random() < 0.3 else "block"
             out.append(mvtu_unit(rng, kind, mw, mh, simd, pe, ram, act=rng.random() < 0.8))
         elif module == "thresholding":

@@ -104,6 +104,9 @@ def _mvtu(p: dict[str, Any]) -> dict[str, float]:
         f["out_regs"] = p["PE"] * p["ACC_W"]
     if p.get("RAM_STYLE") == "distributed":
         f["weight_rom"] = _tiny_rom(sf * nf, lanes * p.get("W_W", 1))
+    if kind == "xnor":  # the adders over the popcount's chunks, of about log2(SIMD) bits
+        f["xnor_chunk_adders"] = (p["PE"] * (-(-p["SIMD"] // hwm.POPCOUNT_CHUNK) - 1)
+                                  * p["SIMD"].bit_length())
     return f
 
 
