@@ -95,11 +95,14 @@ module mvtu #(
   logic primed;  // group 0's thresholds are in the shift register (the priming beats are done)
   logic first;  // nf == 0: the input beat comes from the stream
   assign first = (nf == '0) && (NF > 1 || primed);
-  logic stall;
+  // go: the pipeline moves (the output register is free or being read), written as an OR: as
+  // !(out_full && !out_tready), with the popcount in submodules, Yosys 0.23 gave every register
+  // it enables an inverter LUT of its own (2,796 in a 64 x 36 unit)
+  logic go;
   logic s1_valid;
   logic advance;  // a beat enters stage 1 this cycle
-  assign in_tready = first && !stall;
-  assign advance = !stall && (!first || in_tvalid);
+  assign in_tready = first && go;
+  assign advance = go && (!first || in_tvalid);
 
   assign ibuf_a = sf;
   assign ibuf_we = advance && first;
@@ -181,7 +184,7 @@ module mvtu #(
       primed <= !PRIME;
       s1_valid <= 1'b0;
     end else begin
-      if (!stall) s1_valid <= advance && primed;
+      if (go) s1_valid <= advance && primed;
       if (advance && sf == SF_W'(SF - 1)) primed <= 1'b1;
       if (advance) begin
         waddr_q <= (waddr_q == WADDR_W'(SF * NF - 1)) ? '0 : waddr_q + 1'b1;
@@ -199,7 +202,7 @@ module mvtu #(
   logic [AW-1:0] acc [PE];
   logic [OUT_W-1:0] result;
   logic out_full;
-  assign stall = out_full && !out_tready;
+  assign go = !out_full || out_tready;
 
   // The integer dot product with bipolar weights (W_W = 1) adds, per lane, x or its complement
   // ~x = -x - 1 (one adder per lane, the choice folded into its LUTs; negating would take a
@@ -240,8 +243,8 @@ module mvtu #(
     if (PIPE >= 2) begin : g_opreg
       always_ff @(posedge clk) begin
         if (!rst_n) vq <= 1'b0;
-        else if (!stall) vq <= s1_valid;
-        if (!stall) begin
+        else if (go) vq <= s1_valid;
+        if (go) begin
           xq <= x1;
           wq <= w1;
           tshq <= ACTIVATION ? tsh[PE*AW-1:0] : '0;
@@ -298,7 +301,7 @@ module mvtu #(
   endgenerate
 
   // the beat's dot products (popcounts), and with PIPE = 1 a register stage after them that
-  // moves with the rest of the pipeline (!stall): the popcount tree and the accumulator's adder
+  // moves with the rest of the pipeline (when go): the popcount tree and the accumulator's adder
   // become two paths, one cycle more latency, the same rate
   logic [DW-1:0] draw [PE];
   always_comb
@@ -311,8 +314,8 @@ module mvtu #(
     if (PIPE) begin : g_pipe
       always_ff @(posedge clk) begin
         if (!rst_n) v2 <= 1'b0;
-        else if (!stall) v2 <= vq;
-        if (!stall) begin
+        else if (go) v2 <= vq;
+        if (go) begin
           for (int p = 0; p < PE; p++) begin
             d[p] <= draw[p];
             cin_d[p] <= cin_acc[p];
@@ -348,7 +351,7 @@ module mvtu #(
   always_ff @(posedge clk) begin
     if (!rst_n) begin
       out_full <= 1'b0;
-    end else if (!stall) begin
+    end else if (go) begin
       out_full <= v2 && last2;
       if (v2) begin
         for (int p = 0; p < PE; p++) acc[p] <= sum[p];
@@ -359,13 +362,13 @@ module mvtu #(
   generate
     if (ACTIVATION) begin : g_thresholds
       always_ff @(posedge clk) begin
-        if (!stall && v2 && last2)
+        if (go && v2 && last2)
           for (int p = 0; p < PE; p++)
             result[p] <= !sum[p][AW-1];
       end
     end else begin : g_raw
       always_ff @(posedge clk) begin
-        if (!stall && v2 && last2)
+        if (go && v2 && last2)
           for (int p = 0; p < PE; p++) result[p*ACC_W +: ACC_W] <= sum[p][ACC_W-1:0];
       end
     end
