@@ -42,21 +42,25 @@ BRAM_CONFIGS = ((32768, 1, 1.0), (16384, 2, 1.0), (8192, 4, 1.0), (4096, 9, 1.0)
                 (2048, 18, 1.0), (1024, 36, 1.0), (512, 72, 1.0),
                 (16384, 1, 0.5), (8192, 2, 0.5), (4096, 4, 0.5), (2048, 9, 0.5),
                 (1024, 18, 0.5), (512, 36, 0.5))
-#: rows left over below a block's depth go to LUT RAM up to this many
+#: rows left over below a block's depth go to LUT RAM up to this many, when they take at most
+#: LUTRAM_TAIL_LUTS LUTs (64 rows a LUT per bit): Yosys put the 128-row tail of a 6,272 x 8
+#: ROM in 16 LUTs, but 16 rows of 72 bits or 128 rows of 256 in block RAM
 LUTRAM_TAIL = 128
+LUTRAM_TAIL_LUTS = 16
 
 
 def bram_blocks(depth: int, width: int) -> float:
     """BRAM36 equivalents of a ``depth`` x ``width`` memory as Yosys maps it: the cheapest tiling
-    by one configuration, or whole blocks of one configuration plus the rest mapped again (rows
-    left over up to :data:`LUTRAM_TAIL` go to LUT RAM)."""
+    by one configuration, or whole blocks of one configuration plus the rest mapped again (a few
+    rows left over go to LUT RAM: :data:`LUTRAM_TAIL`)."""
     if depth <= 1 or width <= 0:
         return 0.0
     best = min(-(-depth // d) * -(-width // w) * c for d, w, c in BRAM_CONFIGS)
     for d, w, c in BRAM_CONFIGS:
         whole, rest = divmod(depth, d)
         if whole and rest:
-            tail = 0.0 if rest <= LUTRAM_TAIL else bram_blocks(rest, width)
+            in_luts = rest <= LUTRAM_TAIL and width * -(-rest // 64) <= LUTRAM_TAIL_LUTS
+            tail = 0.0 if in_luts else bram_blocks(rest, width)
             best = min(best, whole * -(-width // w) * c + tail)
     return best
 
