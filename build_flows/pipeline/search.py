@@ -203,6 +203,7 @@ def fold_graph(model: Any, cfg: Any) -> tuple[Any, dict[str, Any]]:
     record: dict[str, Any] = {"target_cycles": target, "budget": budget, "rounds": [],
                               "max_simd": simd_caps(family, cfg.board.part, cfg.clock_ns)}
     limit = dict(budget)
+    best: tuple[fold.Result, dict[str, Any]] | None = None  # the fastest round within budget
     for round_ in range(BACK_OFFS + 1):
         design = design_of(model, limit, family, cfg.board.part, cfg.clock_ns)
         try:
@@ -228,15 +229,31 @@ def fold_graph(model: Any, cfg: Any) -> tuple[Any, dict[str, Any]]:
                  result.cycles, result.limit, _fmt(result.resources),
                  f"Yosys {_fmt(synth)}" if synth else
                  f"every resource below {CHECK_ABOVE:.0%} of the budget: no Yosys check")
-        if not over:
+        if not over and (best is None or result.cycles < best[0].cycles):
+            best = (result, config)
+            record["chosen_round"] = round_ + 1
+        under = step_up(result, synth, budget, limit) if not over else {}
+        if round_ == BACK_OFFS or not (over or under):
             break
-        if round_ == BACK_OFFS:
-            raise BuildError(f"folding search: Yosys finds {_fmt(synth)}, over the budget "
-                             f"{_fmt(budget)} after {BACK_OFFS} back-offs")
-        for r in over:  # the model's error on this design, taken out of the next round
-            limit[r] = budget[r] * result.resources[r] / synth[r] * 0.99
-        log.warning("backing off: Yosys puts the design over the budget in %s; searching again "
-                    "with %s", ", ".join(sorted(over)), _fmt(limit))
+        if over:  # the model's error on this design, taken out of the next round
+            for r in over:
+                limit[r] = budget[r] * result.resources[r] / synth[r] * 0.99
+            log.warning("backing off: Yosys puts the design over the budget in %s; searching "
+                        "again with %s", ", ".join(sorted(over)), _fmt(limit))
+        else:
+            limit.update(under)
+            log.info("stepping up: the cost model put this design %s above Yosys, which leaves "
+                     "room in the budget; searching again with %s",
+                     ", ".join(f"{result.resources[r] / synth[r] - 1:.0%} in {r}" for r in under),
+                     _fmt(limit))
+    if best is None:
+        raise BuildError(f"folding search: Yosys finds {_fmt(synth)}, over the budget "
+                         f"{_fmt(budget)} after {BACK_OFFS} back-offs")
+    if best[0] is not result:  # a later round went over the budget: the best one stands
+        result, config = best
+        model = folding.apply(model, config, "folding search")
+        log.info("folding search: round %d's folding stands (%d cycles per frame)",
+                 record["chosen_round"], result.cycles)
     if target is not None and not result.reached:
         raise BuildError(f"--target-fps {cfg.target_fps:g}: the budget {_fmt(budget)} holds at "
                          f"best {1e9 / cfg.clock_ns / result.cycles:,.0f} FPS ({result.cycles} "
@@ -245,6 +262,24 @@ def fold_graph(model: Any, cfg: Any) -> tuple[Any, dict[str, Any]]:
                   fps=1e9 / cfg.clock_ns / result.cycles, folding=config)
     (cfg.out / "folding.json").write_text(json.dumps(config, indent=1) + "\n")
     return model, record
+
+
+def step_up(result: fold.Result, synth: dict[str, float] | None, budget: dict[str, float],
+            limit: dict[str, float]) -> dict[str, float]:
+    """Limits for another round where the search stopped at the budget (short of its target)
+    and the cost model put the design at least 2 % above Yosys in some resource: that
+    resource's budget in model terms, ``budget * model / Yosys``, where it is above the
+    current limit (the model's error on this design taken out, as a back-off does the other
+    way)."""
+    if synth is None or not result.limit.startswith("the budget"):
+        return {}
+    out = {}
+    for r, b in budget.items():
+        if b and synth.get(r) and result.resources[r] > 1.02 * synth[r]:
+            new = b * result.resources[r] / synth[r] * 0.99
+            if new > limit[r] * 1.001:
+                out[r] = new
+    return out
 
 
 def _fmt(res: dict[str, float]) -> str:

@@ -5,6 +5,7 @@ builds are in ``test_build_cnv.py`` (a file of their own, so that test workers s
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -408,7 +409,7 @@ def test_search_fills_a_small_budget(tmp_path: Path, build_models) -> None:
     assert rc == 0
     fs = report["folding_search"]
     assert fs["limit"].startswith("the budget") and fs["budget"]["LUT"] == 0.05 * 53200
-    last = fs["rounds"][-1]
+    last = fs["rounds"][fs["chosen_round"] - 1]
     near = any(last["model"][r] > search.CHECK_ABOVE * b for r, b in fs["budget"].items() if b)
     assert near and last["yosys"]  # the search's own Yosys check runs near the budget
     assert last["yosys"]["LUT"] <= 0.05 * 53200 and last["yosys"]["BRAM36"] <= 0.03 * 140
@@ -445,12 +446,45 @@ def test_search_backs_off_when_yosys_finds_the_budget_exceeded(tmp_path: Path, b
                            "--target-fps", "max", "--budget", "lut=0.05,bram=0.03",
                            "--to-step", "folding")
     assert rc == 0
-    first, second = report["folding_search"]["rounds"]
+    first, second = report["folding_search"]["rounds"][:2]
     assert first["over_budget"] == ["LUT"] and first["yosys"]["LUT"] > 0.05 * 53200
     assert second["yosys"] == calls[1] and not second["over_budget"]
     assert second["model"]["LUT"] <= 0.05 * 53200 * first["model"]["LUT"] / first["yosys"]["LUT"]
     assert second["cycles"] >= first["cycles"]
     assert "backing off: Yosys puts the design over the budget in LUT" in caplog.text
+
+
+@pytest.mark.yosys
+def test_search_steps_up_where_yosys_finds_room(tmp_path: Path, build_models, monkeypatch,
+                                                caplog) -> None:
+    """Where Yosys finds the design stopped by the budget well below it (here its first LUT
+    count is made 0.6 times the real one, as a model overestimate that large would), the search
+    raises that budget by the model's error and searches again; a round that Yosys then puts
+    over the budget is not taken, and the folding chosen is within it by Yosys."""
+    real = search.synthesize
+    calls: list[dict] = []
+
+    def synthesize(*args, **kwargs):
+        res = dict(real(*args, **kwargs))
+        if not calls:
+            res["LUT"] *= 0.6
+        calls.append(res)
+        return res
+
+    monkeypatch.setattr(search, "synthesize", synthesize)
+    with caplog.at_level(logging.INFO):
+        rc, report = run_build("--model", build_models["tfc", "bnn"], "--out", tmp_path / "b",
+                               "--target-fps", "max", "--budget", "lut=0.05,bram=0.03",
+                               "--to-step", "folding")
+    assert rc == 0
+    fs = report["folding_search"]
+    first, second = fs["rounds"][:2]
+    assert first["limit"].startswith("the budget") and not first["over_budget"]
+    assert "stepping up: the cost model put this design" in caplog.text
+    assert second["model"]["LUT"] > 0.05 * 53200 >= first["model"]["LUT"]
+    chosen = fs["rounds"][fs["chosen_round"] - 1]
+    assert not chosen["over_budget"] and fs["cycles"] == chosen["cycles"]
+    assert fs["cycles"] == min(r["cycles"] for r in fs["rounds"] if not r["over_budget"])
 
 
 def test_interrupted_build_says_how_to_resume(tmp_path: Path, build_models) -> None:
