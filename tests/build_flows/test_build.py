@@ -425,23 +425,30 @@ def test_search_fills_a_small_budget(tmp_path: Path, build_models) -> None:
     assert rc == 0 and again["performance"]["cycles_per_frame"] == perf["cycles_per_frame"]
 
 
-@pytest.mark.yosys
-def test_search_backs_off_when_yosys_finds_the_budget_exceeded(tmp_path: Path, build_models,
-                                                               monkeypatch, caplog) -> None:
-    """Where Yosys puts the chosen folding over the budget (here its first LUT count is made
-    2.5 times the real one, as a model error that large would), the search scales that budget by
-    the overshoot and searches again, and says so; the next folding is checked by Yosys too."""
+def first_lut_scaled(monkeypatch, factor: float) -> list[dict]:
+    """The search's Yosys check with its first LUT count scaled by ``factor`` (a cost model
+    that far off); returns the list of what each check reported."""
     real = search.synthesize
     calls: list[dict] = []
 
     def synthesize(*args, **kwargs):
         res = dict(real(*args, **kwargs))
         if not calls:
-            res["LUT"] *= 2.5
+            res["LUT"] *= factor
         calls.append(res)
         return res
 
     monkeypatch.setattr(search, "synthesize", synthesize)
+    return calls
+
+
+@pytest.mark.yosys
+def test_search_backs_off_when_yosys_finds_the_budget_exceeded(tmp_path: Path, build_models,
+                                                               monkeypatch, caplog) -> None:
+    """Where Yosys puts the chosen folding over the budget (here its first LUT count is made
+    2.5 times the real one, as a model error that large would), the search scales that budget by
+    the overshoot and searches again, and says so; the next folding is checked by Yosys too."""
+    calls = first_lut_scaled(monkeypatch, 2.5)
     rc, report = run_build("--model", build_models["tfc", "bnn"], "--out", tmp_path / "b",
                            "--target-fps", "max", "--budget", "lut=0.05,bram=0.03",
                            "--to-step", "folding")
@@ -461,17 +468,7 @@ def test_search_steps_up_where_yosys_finds_room(tmp_path: Path, build_models, mo
     count is made 0.6 times the real one, as a model overestimate that large would), the search
     raises that budget by the model's error and searches again; a round that Yosys then puts
     over the budget is not taken, and the folding chosen is within it by Yosys."""
-    real = search.synthesize
-    calls: list[dict] = []
-
-    def synthesize(*args, **kwargs):
-        res = dict(real(*args, **kwargs))
-        if not calls:
-            res["LUT"] *= 0.6
-        calls.append(res)
-        return res
-
-    monkeypatch.setattr(search, "synthesize", synthesize)
+    first_lut_scaled(monkeypatch, 0.6)
     with caplog.at_level(logging.INFO):
         rc, report = run_build("--model", build_models["tfc", "bnn"], "--out", tmp_path / "b",
                                "--target-fps", "max", "--budget", "lut=0.05,bram=0.03",
