@@ -22,6 +22,7 @@ import argparse
 import copy
 import json
 import logging
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -266,20 +267,18 @@ def fold_graph(model: Any, cfg: Any) -> tuple[Any, dict[str, Any]]:
 
 def step_up(result: fold.Result, synth: dict[str, float] | None, budget: dict[str, float],
             limit: dict[str, float]) -> dict[str, float]:
-    """Limits for another round where the search stopped at the budget (short of its target)
-    and the cost model put the design at least 2 % above Yosys in some resource: that
-    resource's budget in model terms, ``budget * model / Yosys``, where it is above the
-    current limit (the model's error on this design taken out, as a back-off does the other
-    way)."""
-    if synth is None or not result.limit.startswith("the budget"):
+    """A higher limit for another round where the search stopped at the budget of a resource
+    (short of its target) that the cost model put at least 2 % above Yosys on this design:
+    that resource's budget in model terms, ``budget * model / Yosys`` (the model's error on
+    this design taken out, as a back-off does the other way)."""
+    binding = re.search(r"needs [\d,.]+ (\w+) of", result.limit)
+    if synth is None or not result.limit.startswith("the budget") or binding is None:
         return {}
-    out = {}
-    for r, b in budget.items():
-        if b and synth.get(r) and result.resources[r] > 1.02 * synth[r]:
-            new = b * result.resources[r] / synth[r] * 0.99
-            if new > limit[r] * 1.001:
-                out[r] = new
-    return out
+    r = binding.group(1)
+    if not (budget.get(r) and synth.get(r) and result.resources[r] > 1.02 * synth[r]):
+        return {}
+    new = budget[r] * result.resources[r] / synth[r] * 0.99
+    return {r: new} if new > limit[r] * 1.001 else {}
 
 
 def _fmt(res: dict[str, float]) -> str:
