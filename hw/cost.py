@@ -106,7 +106,10 @@ def _mvtu(p: dict[str, Any]) -> dict[str, float]:
             f["threshold_rom"] = _tiny_rom(nf, p["PE"] * (p["ACC_W"] + 1))
     else:
         f["out_regs"] = p["PE"] * p["ACC_W"]
-    if p.get("RAM_STYLE") == "distributed":
+    if p.get("RAM_STYLE") == "distributed" and not (kind == "xnor" and sf * nf <= 8):
+        # up to 8 words an XNOR unit's ROM folds into its popcount's first LUTs (three lanes'
+        # inputs and three address bits make six inputs): Yosys, CNV layer 1 at 64 x 72 lanes,
+        # 8 words of 4,608 bits: 250 LUT more than with them in 63.5 BRAM36
         f["weight_rom"] = _tiny_rom(sf * nf, lanes * p.get("W_W", 1))
     if kind == "xnor":  # the adders over the popcount's chunks, of about log2(SIMD) bits
         f["xnor_chunk_adders"] = (p["PE"] * (-(-p["SIMD"] // hwm.POPCOUNT_CHUNK) - 1)
