@@ -75,6 +75,8 @@ def test_committed_model_on_shapes_outside_the_grid() -> None:
     model = cost.CostModel.load("zynq7")
     shapes = [calibrate.mvtu_unit(rng, "xnor", 400, 96, 40, 12),
               calibrate.mvtu_unit(rng, "xnor", 192, 48, 24, 6, ram="distributed"),
+              # an 8-word weight ROM, priced as folded into the popcount (no LUTs of its own)
+              calibrate.mvtu_unit(rng, "xnor", 96, 64, 24, 32, ram="distributed"),
               units.thresholding("t", np.sort(rng.integers(-512, 512, (96, 3)), axis=1), 8, 11,
                                  True, 2),
               units.fifo("f", 24, 300)]
