@@ -12,9 +12,9 @@ and in Verilator, node by node and stitched.
 
 Adding a node type (as qonnx's guide does for transformations):
 
-1. write the RTL, ``hw/rtl/<module>.sv``: one module per file, ports ``clk, rst_n, in_tdata,
-   in_tvalid, in_tready, out_tdata, out_tvalid, out_tready``; list it in
-   ``hw/filelists/units.f``;
+1. write the RTL, ``hw/rtl/<module>.sv``: one unit per file (with its submodules), ports
+   ``clk, rst_n, in_tdata, in_tvalid, in_tready, out_tdata, out_tvalid, out_tready``; list it
+   in ``hw/filelists/units.f``;
 2. add its constructor (parameters, memory contents, beat widths) and its numpy model to
    ``hw/units.py``, and test one against the other in ``tests/hw/test_units.py`` over several
    parameter sets, with random valid gaps and ready back-pressure;
