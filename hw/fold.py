@@ -63,6 +63,8 @@ class Result:
     limit: str
     steps: int
     history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    #: the resource whose budget the next step would exceed, where that stopped the search
+    bound_by: str | None = None
 
 
 def divisors(n: int) -> list[int]:
@@ -240,6 +242,7 @@ def search(design: Design, target_cycles: int | None, max_steps: int = 5000) -> 
     history = []
     steps = 0
     limit = "target reached"
+    bound_by = None
     while True:
         cyc = design.cycles(us)
         name = max(cyc, key=lambda k: cyc[k])
@@ -280,7 +283,7 @@ def search(design: Design, target_cycles: int | None, max_steps: int = 5000) -> 
             elif blocked is None:
                 limit = f"{name} cannot be folded further"
             else:
-                r = blocked[0][1]
+                r = bound_by = blocked[0][1]
                 limit = (f"the budget: the next step of {name} needs {blocked[1][r]:,.1f} "
                          f"{r} of {design.budget[r]:,.1f}")
             break
@@ -294,7 +297,7 @@ def search(design: Design, target_cycles: int | None, max_steps: int = 5000) -> 
     reached = target_cycles is None or cyc[name] <= target_cycles
     log.info("folding search: %d steps, %d cycles per frame (bottleneck %s), %s; stopped by %s",
              steps, cyc[name], name, _show(res), limit)
-    return Result(folds, cyc[name], name, res, reached, limit, steps, history)
+    return Result(folds, cyc[name], name, res, reached, limit, steps, history, bound_by)
 
 
 def _show(res: dict[str, float]) -> str:

@@ -22,7 +22,6 @@ import argparse
 import copy
 import json
 import logging
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -238,7 +237,7 @@ def fold_graph(model: Any, cfg: Any) -> tuple[Any, dict[str, Any]]:
             break
         if over:  # the model's error on this design, taken out of the next round
             for r in over:
-                limit[r] = budget[r] * result.resources[r] / synth[r] * 0.99
+                limit[r] = model_terms(budget, result, synth, r)
             log.warning("backing off: Yosys puts the design over the budget in %s; searching "
                         "again with %s", ", ".join(sorted(over)), _fmt(limit))
         else:
@@ -265,19 +264,25 @@ def fold_graph(model: Any, cfg: Any) -> tuple[Any, dict[str, Any]]:
     return model, record
 
 
+def model_terms(budget: dict[str, float], result: fold.Result, synth: dict[str, float],
+                r: str) -> float:
+    """Resource ``r``'s budget in the cost model's terms on this design, ``budget * model /
+    Yosys`` (less 1 %): the limit of the next round when backing off or stepping up."""
+    return budget[r] * result.resources[r] / synth[r] * 0.99
+
+
 def step_up(result: fold.Result, synth: dict[str, float] | None, budget: dict[str, float],
             limit: dict[str, float]) -> dict[str, float]:
     """A higher limit for another round where the search stopped at the budget of a resource
     (short of its target) that the cost model put at least 2 % above Yosys on this design:
-    that resource's budget in model terms, ``budget * model / Yosys`` (the model's error on
-    this design taken out, as a back-off does the other way)."""
-    binding = re.search(r"needs [\d,.]+ (\w+) of", result.limit)
-    if synth is None or not result.limit.startswith("the budget") or binding is None:
+    that resource's :func:`model_terms` (the model's error on this design taken out, as a
+    back-off does the other way)."""
+    r = result.bound_by
+    if synth is None or r is None or not (budget.get(r) and synth.get(r)):
         return {}
-    r = binding.group(1)
-    if not (budget.get(r) and synth.get(r) and result.resources[r] > 1.02 * synth[r]):
+    if result.resources[r] <= 1.02 * synth[r]:
         return {}
-    new = budget[r] * result.resources[r] / synth[r] * 0.99
+    new = model_terms(budget, result, synth, r)
     return {r: new} if new > limit[r] * 1.001 else {}
 
 
