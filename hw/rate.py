@@ -8,7 +8,7 @@ frame at full flow follow from its folding:
   NF = MH / PE), V x MH outputs of 1 bit (thresholded) or ACC_W bits (raw);
 - ``thresholding``: one beat of PE channels per cycle in and out;
 - ``swg``: max(input beats, window beats) per image, window beats
-  OFM_H x OFM_W x K_H x K_W x C / SIMD;
+  OFM_H x OFM_W x K_H x K_W x C / (SIMD x M);
 - ``fmpadding``: max(input beats, padded beats);
 - ``pool``: one input beat per cycle, one output beat per KK;
 - ``label_select``: LABELS / PE cycles per vector, one OUT_W-bit index out;
@@ -49,7 +49,8 @@ def unit_rate(unit: units.Unit, in_bits: int) -> tuple[int, int]:
         f = _frames(in_bits, p["IFM_H"] * p["IFM_W"] * p["C"] * p["ELEM_W"], unit)
         cf = p["C"] // p["SIMD"]
         win = p["OFM_H"] * p["OFM_W"] * p["K_H"] * p["K_W"] * cf
-        return f * win * p["SIMD"] * p["ELEM_W"], f * max(p["IFM_H"] * p["IFM_W"] * cf, win)
+        beats = win // p.get("M", 1)
+        return f * win * p["SIMD"] * p["ELEM_W"], f * max(p["IFM_H"] * p["IFM_W"] * cf, beats)
     if m == "fmpadding":
         f = _frames(in_bits, p["IFM_H"] * p["IFM_W"] * p["C"] * p["ELEM_W"], unit)
         cf = p["C"] // p["SIMD"]

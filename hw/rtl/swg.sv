@@ -5,6 +5,13 @@
 // (cf, ky, kx) when DEPTHWISE (pooling and depthwise convolutions). No padding here: FINN puts a
 // padding node in front.
 //
+// M > 1 (standard order only): each output beat carries M consecutive words of the window
+// stream (word j in bits [j * W +: W]), M a divisor of a window row's K_W * CF words, or a
+// multiple of them whose rows divide K_H (M = K_H * K_W * CF: the whole window, FINN's
+// parallel_window). The beat's words sit at fixed offsets from its first:
+// off(j) = (j / RUN) * ROW + j % RUN (RUN = K_W * CF), so M read ports of the buffer (Yosys
+// replicates the memory) read them in one cycle.
+//
 // Input words go to a circular buffer of DEPTH words (a power of two, at least
 // (K_H + S_H) * IFM_W * CF) at their index in the frame; the reader emits word
 // idx = ((oy * S_H + ky) * IFM_W + ox * S_W + kx) * CF + cf once it has been written, and the
@@ -27,6 +34,7 @@ module swg #(
     parameter OFM_W = 2,
     parameter ELEM_W = 1,
     parameter DEPTHWISE = 0,
+    parameter M = 1,
     parameter DEPTH = 64,
     parameter RAM_STYLE = "auto"
 ) (
@@ -35,7 +43,7 @@ module swg #(
     input  logic [SIMD*ELEM_W-1:0] in_tdata,
     input  logic in_tvalid,
     output logic in_tready,
-    output logic [SIMD*ELEM_W-1:0] out_tdata,
+    output logic [M*SIMD*ELEM_W-1:0] out_tdata,
     output logic out_tvalid,
     input  logic out_tready
 );
@@ -50,6 +58,11 @@ module swg #(
   localparam KYW = $clog2(K_H + 1);
   localparam KXW = $clog2(K_W + 1);
   localparam FW = $clog2(CF + 1);
+  localparam RUN = K_W * CF;                 // words of one window row
+  localparam G = M < RUN ? M : RUN;          // words of a row per beat
+  localparam MR = M < RUN ? 1 : M / RUN;     // rows per beat
+  localparam RW = $clog2(RUN + 1);
+  localparam SPAN = (MR - 1) * ROW + G;      // a beat's last word is idx + SPAN - 1
 
   logic [CW-1:0] wcnt;    // words written since reset (mod 2**CW)
   logic [CW-1:0] rframe;  // count at which the reader's frame starts
@@ -58,41 +71,56 @@ module swg #(
   logic [KYW-1:0] ky;
   logic [KXW-1:0] kx;
   logic [FW-1:0] cf;
+  logic [RW-1:0] rp;      // M > 1: the beat's first word's place in its window row
   logic [CW-1:0] idx;     // word index in the frame of the next output
   logic [CW-1:0] wbase;   // the current window's first word (ky = kx = cf = 0)
   logic [CW-1:0] ybase;   // oy * S_H * ROW: the first word of the window's first row
   logic [CW-1:0] low;     // first word the reader still needs
   logic [CW-1:0] avail;   // words of the reader's frame written so far
   logic stall, vb, can_read, fire, win_last, last_word, push;
-  logic [W-1:0] rdata;
-  logic [AW-1:0] raddr;
+  logic [M*W-1:0] rdata;
 
   assign low = rframe + ybase;
   assign avail = wcnt - rframe;
   assign in_tready = $signed(wcnt - low) < $signed(CW'(DEPTH));
   assign push = in_tvalid && in_tready;
-  assign raddr = AW'(rframe + idx);
 
-  assign win_last = (ky == KYW'(K_H - 1)) && (kx == KXW'(K_W - 1)) && (cf == FW'(CF - 1));
+  generate
+    if (M == 1) begin : g_m1
+      assign win_last = (ky == KYW'(K_H - 1)) && (kx == KXW'(K_W - 1)) && (cf == FW'(CF - 1));
+    end else begin : g_mn
+      assign win_last = (ky == KYW'(K_H - MR)) && (rp == RW'(RUN - G));
+    end
+  endgenerate
   assign last_word = win_last && (oy == YW'(OFM_H - 1)) && (ox == XW'(OFM_W - 1));
   // the last word of a frame also waits for the whole frame (rows no window reads included)
-  assign can_read = avail > idx && (!last_word || avail >= CW'(FRAME));
+  assign can_read = avail > idx + CW'(SPAN - 1) && (!last_word || avail >= CW'(FRAME));
   assign stall = vb && !out_tready;
   assign fire = can_read && !stall;
 
-  generate  // buffer memory: one write port, one synchronous read port
+  // buffer memory: one write port, M synchronous read ports (word j of a beat at its offset)
+  generate
     if (RAM_STYLE == "block") begin : g_bram
       (* ram_style = "block" *) logic [W-1:0] mem [0:DEPTH-1];
       always_ff @(posedge clk) if (push) mem[AW'(wcnt)] <= in_tdata;
-      always_ff @(posedge clk) if (!stall) rdata <= mem[raddr];
+      for (genvar j = 0; j < M; j++) begin : g_rd
+        always_ff @(posedge clk)
+          if (!stall) rdata[j*W +: W] <= mem[AW'(rframe + idx + CW'((j / RUN) * ROW + j % RUN))];
+      end
     end else if (RAM_STYLE == "distributed") begin : g_lutram
       (* ram_style = "distributed" *) logic [W-1:0] mem [0:DEPTH-1];
       always_ff @(posedge clk) if (push) mem[AW'(wcnt)] <= in_tdata;
-      always_ff @(posedge clk) if (!stall) rdata <= mem[raddr];
+      for (genvar j = 0; j < M; j++) begin : g_rd
+        always_ff @(posedge clk)
+          if (!stall) rdata[j*W +: W] <= mem[AW'(rframe + idx + CW'((j / RUN) * ROW + j % RUN))];
+      end
     end else begin : g_auto
       logic [W-1:0] mem [0:DEPTH-1];
       always_ff @(posedge clk) if (push) mem[AW'(wcnt)] <= in_tdata;
-      always_ff @(posedge clk) if (!stall) rdata <= mem[raddr];
+      for (genvar j = 0; j < M; j++) begin : g_rd
+        always_ff @(posedge clk)
+          if (!stall) rdata[j*W +: W] <= mem[AW'(rframe + idx + CW'((j / RUN) * ROW + j % RUN))];
+      end
     end
   endgenerate
 
@@ -100,7 +128,7 @@ module swg #(
     if (!rst_n) begin
       wcnt <= '0;
       rframe <= '0;
-      oy <= '0; ox <= '0; ky <= '0; kx <= '0; cf <= '0;
+      oy <= '0; ox <= '0; ky <= '0; kx <= '0; cf <= '0; rp <= '0;
       idx <= '0; wbase <= '0; ybase <= '0;
       vb <= 1'b0;
     end else begin
@@ -122,6 +150,15 @@ module swg #(
               cf <= (cf == FW'(CF - 1)) ? '0 : cf + 1'b1;
               idx <= idx + CW'(1 - (K_H - 1) * ROW - (K_W - 1) * CF);
             end
+          end
+        end else if (M > 1) begin  // G words along a row, MR rows at a time
+          if (rp != RW'(RUN - G)) begin
+            rp <= rp + RW'(G);
+            idx <= idx + CW'(G);
+          end else begin
+            rp <= '0;
+            ky <= (ky == KYW'(K_H - MR)) ? '0 : ky + KYW'(MR);
+            idx <= idx + CW'(MR * ROW - RUN + G);
           end
         end else begin
           idx <= idx + 1'b1;

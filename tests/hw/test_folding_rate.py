@@ -66,9 +66,10 @@ def conv_net(rng: np.random.Generator) -> tuple[list[units.Unit], list[int], lis
         n, ih, iw, cin = x.shape
         oh, ow = ih - 2, iw - 2
         s_win = divisor(rng, cin)
+        m = int(rng.choice(units.swg_words((3, 3), cin // s_win)))  # window words per beat
         us.append(units.swg(f"win_{name}", (ih, iw), cin, s_win, (3, 3), (1, 1),
-                            1 if xnor else 8))
-        cycles.append(max(ih * iw, oh * ow * 9) * cin // s_win)
+                            1 if xnor else 8, m=m))
+        cycles.append(max(ih * iw, oh * ow * 9 // m) * cin // s_win)
         mw = 9 * cin
         wt = rng.integers(0, 2, (cout, mw))
         lim = mw if xnor else 128 * mw
@@ -117,8 +118,8 @@ def test_random_folding_reaches_its_rate(tmp_path: Path, net, seed: int) -> None
     ideal = max(cycles)
     in_bits = len(beats) * stages[0].in_width // FRAMES
     assert rate.bottleneck(stages, in_bits)[1] == ideal  # hw.rate agrees with this model
-    folding = {u.name: (u.params.get("PE"), u.params.get("SIMD")) for u in us}
+    folding = {u.name: (u.params.get("PE"), u.params.get("SIMD"), u.params.get("M")) for u in us}
     assert ideal / per_frame >= RATE, (
         f"{per_frame:.0f} cycles/frame against the ideal {ideal} "
         f"({100 * ideal / per_frame:.1f}%); bottleneck {us[int(np.argmax(cycles))].name}; "
-        f"folding (PE, SIMD) {folding}")
+        f"folding (PE, SIMD, window words) {folding}")

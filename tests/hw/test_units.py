@@ -63,28 +63,41 @@ def test_thresholding_picks_table_for_wide_thresholds() -> None:
     assert units.thresholding("b", np.zeros((784, 1)), 49, 8, False, 1).params["TABLE"] == 0
 
 
-# (H, W, C, SIMD, K, S, ELEM_W, DEPTHWISE)
-SWG = [(6, 6, 2, 1, 3, 1, 1, 0), (7, 5, 4, 2, 3, 2, 1, 0), (5, 5, 3, 3, 2, 2, 8, 1),
-       (4, 4, 1, 1, 3, 1, 8, 0), (6, 6, 4, 2, 2, 2, 1, 1), (3, 3, 8, 4, 3, 1, 1, 0),
-       (5, 6, 2, 2, 1, 1, 2, 0)]
+# (H, W, C, SIMD, K, S, ELEM_W, DEPTHWISE, M window words per beat)
+SWG = [(6, 6, 2, 1, 3, 1, 1, 0, 1), (7, 5, 4, 2, 3, 2, 1, 0, 1), (5, 5, 3, 3, 2, 2, 8, 1, 1),
+       (4, 4, 1, 1, 3, 1, 8, 0, 1), (6, 6, 4, 2, 2, 2, 1, 1, 1), (3, 3, 8, 4, 3, 1, 1, 0, 1),
+       (5, 6, 2, 2, 1, 1, 2, 0, 1),
+       # parallel words: a row's pixels (CNV's first layer), part of a row of two channel
+       # groups, with stride 2, and whole windows
+       (6, 6, 3, 3, 3, 1, 8, 0, 3), (7, 5, 4, 2, 3, 2, 1, 0, 2), (5, 6, 4, 2, 3, 1, 1, 0, 18),
+       (4, 4, 1, 1, 2, 2, 1, 0, 4)]
 
 
-@pytest.mark.parametrize("case", SWG, ids=lambda c: "h{}w{}c{}simd{}k{}s{}e{}dw{}".format(*c))
+@pytest.mark.parametrize("case", SWG, ids=lambda c: "h{}w{}c{}simd{}k{}s{}e{}dw{}m{}".format(*c))
 @pytest.mark.parametrize("flow", FLOWS, ids=["full", "backpressure"])
 def test_swg(tmp_path: Path, case, flow) -> None:
-    h, w, c, simd, k, s, elem_w, dw = case
+    h, w, c, simd, k, s, elem_w, dw, m = case
     p_valid, p_ready, seed = flow
     rng = np.random.default_rng(seed)
     n = 3
     x = rng.integers(0, 1 << elem_w, (n, h, w, c))
-    unit = units.swg("s", (h, w), c, simd, (k, k), (s, s), elem_w, bool(dw))
-    want = units.swg_ref(x, (k, k), (s, s), simd, bool(dw))
+    unit = units.swg("s", (h, w), c, simd, (k, k), (s, s), elem_w, bool(dw), m=m)
+    want = units.swg_ref(x, (k, k), (s, s), simd, bool(dw)).reshape(-1, m * simd)
     got, cycles = simulate(unit, units.beats_of(x, simd, elem_w), len(want), tmp_path, seed,
                            p_valid, p_ready)
-    assert_equal(units.elements_of(got, simd, elem_w), want)
+    assert_equal(units.elements_of(got, m * simd, elem_w), want)
     if p_valid == p_ready == 1.0:  # one beat per cycle on the busier side, after the fill
         assert cycles <= max(len(want), n * h * w * c // simd) + (k + 1) * w * (c // simd) + 8, \
             cycles
+
+
+def test_swg_refuses_illegal_words() -> None:
+    """Words per beat must tile a window row or whole rows of it: 2 of a 3-pixel row cannot."""
+    assert units.swg_words((3, 3), 1) == [1, 3, 9]
+    assert units.swg_words((3, 3), 2) == [1, 2, 3, 6, 18]
+    assert units.swg_words((2, 2), 4, depthwise=True) == [1]
+    with pytest.raises(ValueError, match=r"2 window words per beat is illegal; legal: \[1, 3, 9\]"):
+        units.swg("s", (6, 6), 3, 3, (3, 3), (1, 1), 8, m=2)
 
 
 @pytest.mark.parametrize("case", [(4, 4, 2, 1, 1, (1, 1, 1, 1)), (3, 5, 4, 2, 8, (2, 0, 1, 3)),
