@@ -3,8 +3,8 @@ register (``PIPE``), by the timing estimate (:mod:`hw.timing`) on each family; a
 SIMD that meets a clock, which the folding search respects (:func:`lanes_meet`).
 
 ``python -m hw.timing_report`` synthesizes ``mvtu`` (PE = 2, weights in block RAM; binary and
-8-bit integer inputs) at each SIMD of :data:`LANES`, PIPE 0 and 1, for ``xc7`` and ``xcup``, and
-writes
+8-bit integer inputs) at each SIMD of :data:`LANES` and PIPE of :data:`PIPES`, for ``xc7`` and
+``xcup``, and writes
 ``hw/timing_model.json`` plus ``results/timing_mvtu.{json,md,png}``. The delays are estimates
 (Yosys ``sta`` with Vivado's 7-series cell delays, an assumed routing delay per net, scaled for
 UltraScale+): no place-and-route.
@@ -27,9 +27,9 @@ from hw import timing, units, verilator, yosys
 log = logging.getLogger(__name__)
 
 #: SIMD lanes of the grid, per datapath
-LANES = {"xnor": (8, 16, 32, 64, 128, 256), "int": (1, 3, 9, 27)}
-#: the PIPE levels measured (see hw/rtl/mvtu.sv)
-PIPES = (0, 1, 2)
+LANES = {"xnor": (8, 16, 32, 64, 128, 256, 512), "int": (1, 3, 9, 27)}
+#: the PIPE levels measured per datapath (see hw/rtl/mvtu.sv; 3: XNOR popcount chunks only)
+PIPES = {"xnor": (0, 1, 2, 3), "int": (0, 1, 2)}
 #: where the lanes table lives (read by the folding search)
 MODEL_FILE = Path(__file__).resolve().parent / "timing_model.json"
 #: a part per family for the grid (its speed grade's scale is taken out before storing)
@@ -114,7 +114,9 @@ def write(rows: list[dict[str, Any]], out: Path) -> None:
              "weights in block RAM: `xnor` (binary inputs, MW = 2 SIMD) and `int` (8-bit signed "
              "inputs, +-1 weights, MW = 3 SIMD: CNV's first layer). PIPE 0: none; 1: the dot "
              "products registered; 2: the memories' read data as well (what the build gives "
-             "pipelined units with weights in block RAM). An estimate without place-and-route.",
+             "pipelined units with weights in block RAM); 3: the XNOR popcount's 24-lane chunk "
+             "counts as well (what the build gives XNOR units from 128 lanes). An estimate "
+             "without place-and-route.",
              "",
              "| family | datapath | SIMD | PIPE | LUT levels | carry chain | routed nets | "
              "delay (ns) | Fmax (MHz) | LUT | FF |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         for family in PARTS:
             for kind, lanes in LANES.items():
                 for simd in lanes:
-                    for pipe in PIPES:
+                    for pipe in PIPES[kind]:
                         work = Path(tmp) / f"{family}_{kind}_{simd}_{pipe}"
                         work.mkdir()
                         rows.append(measure(simd, pipe, family, work, kind))

@@ -29,7 +29,9 @@
 // same rate): the popcount tree of a wide SIMD and the accumulator's adder become two paths, for
 // the clocks of the UltraScale+ boards (hw.timing estimates both). PIPE = 2 also registers the
 // operands read from the memories (a block RAM's output register, whose clock-to-out without it
-// is 2.5 ns on a 7-series -1) before the dot products: one more cycle, the same rate.
+// is 2.5 ns on a 7-series -1) before the dot products: one more cycle, the same rate. PIPE = 3
+// (XNOR only) also registers each popcount chunk's count between the chunks and their adder
+// tree, for the widest popcounts at 200 MHz: one more cycle, the same rate.
 // The input buffer (SF words of SIMD * IN_W bits, read asynchronously into the operand register)
 // is LUT RAM up to 256 words (a block RAM read has no place in that path); deeper, the tool picks.
 // RAM_STYLE ("block" or "distributed") selects the weight memory's implementation
@@ -281,10 +283,17 @@ module mvtu #(
         for (genvar k = 0; k < NC; k++) begin : g_chunk
           localparam L = SIMD - k * CHUNK < CHUNK ? SIMD - k * CHUNK : CHUNK;
           localparam CW = $clog2(L + 1);
-          logic [CW-1:0] cs;
+          logic [CW-1:0] cs, csq;
+          logic cc, ccq;
           mvtu_popcount #(.L(L), .W(CW)) i_pop (
-              .x(xq[k*CHUNK +: L]), .w(wq[p*SIMD + k*CHUNK +: L]), .count(cs), .carry(co[k]));
-          assign u[NC-1+k] = ACC_W'(cs);
+              .x(xq[k*CHUNK +: L]), .w(wq[p*SIMD + k*CHUNK +: L]), .count(cs), .carry(cc));
+          if (PIPE >= 3) begin : g_creg  // the chunk's count registered (PIPE = 3)
+            always_ff @(posedge clk) if (go) {csq, ccq} <= {cs, cc};
+          end else begin : g_nocreg
+            assign {csq, ccq} = {cs, cc};
+          end
+          assign u[NC-1+k] = ACC_W'(csq);
+          assign co[k] = ccq;
         end
         for (genvar j = 0; j < NC - 1; j++) begin : g_node
           assign u[j] = u[2*j+1] + u[2*j+2] + ACC_W'(co[j]);
@@ -296,6 +305,30 @@ module mvtu #(
       for (genvar p = 0; p < PE; p++) begin : g_pe
         assign pc[p] = '0;
         assign cin_acc[p] = 1'b0;
+      end
+    end
+  endgenerate
+
+  // PIPE = 3 (XNOR): what goes with the chunk counts, one register later
+  logic [PE*AW-1:0] tshc;
+  logic vc, startc, lastc;
+  generate
+    if (PIPE >= 3 && XNOR) begin : g_chunkreg
+      always_ff @(posedge clk) begin
+        if (!rst_n) vc <= 1'b0;
+        else if (go) vc <= vq;
+        if (go) begin
+          tshc <= tshq;
+          startc <= startq;
+          lastc <= lastq;
+        end
+      end
+    end else begin : g_nochunkreg
+      always_comb begin
+        tshc = tshq;
+        vc = vq;
+        startc = startq;
+        lastc = lastq;
       end
     end
   endgenerate
@@ -314,15 +347,15 @@ module mvtu #(
     if (PIPE) begin : g_pipe
       always_ff @(posedge clk) begin
         if (!rst_n) v2 <= 1'b0;
-        else if (go) v2 <= vq;
+        else if (go) v2 <= vc;
         if (go) begin
           for (int p = 0; p < PE; p++) begin
             d[p] <= draw[p];
             cin_d[p] <= cin_acc[p];
           end
-          tsh_d <= tshq;
-          start2 <= startq;
-          last2 <= lastq;
+          tsh_d <= tshc;
+          start2 <= startc;
+          last2 <= lastc;
         end
       end
     end else begin : g_nopipe
@@ -331,10 +364,10 @@ module mvtu #(
           d[p] = draw[p];
           cin_d[p] = cin_acc[p];
         end
-        tsh_d = tshq;
-        v2 = vq;
-        start2 = startq;
-        last2 = lastq;
+        tsh_d = tshc;
+        v2 = vc;
+        start2 = startc;
+        last2 = lastc;
       end
     end
   endgenerate

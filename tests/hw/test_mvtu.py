@@ -114,15 +114,18 @@ PIPE_CASES = [(5, 3, 1, 1, 1, 0, 0, 0, 1), (5, 3, 1, 1, 1, 0, 0, 1, 1),
               (27, 16, 3, 4, 1, 8, 1, 1, 1), (16, 8, 16, 2, 1, 0, 0, 0, 1),
               (5, 3, 1, 1, 1, 0, 0, 1, 2), (64, 64, 8, 8, 1, 0, 0, 0, 2),
               (64, 64, 8, 8, 1, 0, 0, 1, 2), (98, 10, 49, 5, 0, 0, 0, 0, 2),
-              (27, 16, 3, 4, 1, 8, 1, 1, 2), (16, 8, 16, 2, 1, 0, 0, 0, 2)]
+              (27, 16, 3, 4, 1, 8, 1, 1, 2), (16, 8, 16, 2, 1, 0, 0, 0, 2),
+              # PIPE 3: chunk counts registered (several chunks, a chunk's last lane a carry)
+              (144, 16, 72, 4, 1, 0, 0, 0, 3), (98, 10, 49, 5, 0, 0, 0, 0, 3),
+              (64, 64, 8, 8, 1, 0, 0, 1, 3)]
 
 
 @pytest.mark.parametrize(("mw", "mh", "simd", "pe", "act", "in_w", "in_signed", "sliced", "pipe"),
                          PIPE_CASES)
 def test_pipelined_popcount_matches_numpy(tmp_path: Path, mw, mh, simd, pe, act, in_w, in_signed,
                                           sliced: int, pipe: int) -> None:
-    """PIPE = 1 (a register after the popcount tree) and PIPE = 2 (the memories' read data
-    registered as well): the same outputs under back-pressure, and at full flow SF x NF cycles
+    """PIPE = 1 (a register after the popcount tree), PIPE = 2 (the memories' read data
+    registered as well) and PIPE = 3 (the popcount chunks' counts too): the same outputs under back-pressure, and at full flow SF x NF cycles
     per vector (PIPE more of latency only)."""
     for seed, pv, pr in ((5, 1.0, 1.0), (6, 0.5, 0.4), (7, 0.9, 0.3)):
         got, want, _, _ = simulate(tmp_path, mw, mh, simd, pe, act, in_w, in_signed, 7, seed,
