@@ -161,11 +161,14 @@ def swg_in_bram(p: dict[str, Any]) -> bool:
 
 
 def _swg(p: dict[str, Any]) -> dict[str, float]:
+    """A window buffer of M read ports costs M buffers (Yosys replicates the memory per read
+    port: measured 1, 3 and 9 block RAMs at M = 1, 3, 9)."""
     depth, width = _swg_memory(p)
+    ports = p.get("M", 1)
     counters = math.log2(p["IFM_H"] * p["IFM_W"] * (p["C"] // p["SIMD"]) + depth) + 2
-    f = {"const": 1.0, "counters": counters, "data": width}
+    f = {"const": 1.0, "counters": counters, "data": width * ports}
     if not swg_in_bram(p):
-        f["buffer_lutram"] = lutram(depth, width)
+        f["buffer_lutram"] = lutram(depth, width) * ports
     return f
 
 
@@ -215,7 +218,7 @@ def bram36(unit: units.Unit) -> float:
         width = p["PE"] * p["SIMD"] * p.get("W_W", 1)
         return bram_blocks(depth, math.ceil(rom_width(depth, width)))
     if unit.module == "swg" and swg_in_bram(p):
-        return bram_blocks(*_swg_memory(p))
+        return bram_blocks(*_swg_memory(p)) * p.get("M", 1)
     if unit.module == "fifo" and p["DEPTH"] > 2 and deep(p["DEPTH"], p["WIDTH"]):
         return bram_blocks(p["DEPTH"], p["WIDTH"])
     if unit.module == "thresholding" and thresholds_in_bram(p):
@@ -250,7 +253,9 @@ def pipe_registers(unit: units.Unit) -> int:
     """Flip-flops a matrix unit's ``PIPE`` stages add (counted, not fitted). PIPE >= 1: the
     dot products and carry-ins (PE * (ACC_W + 1)), the -T words (PE * (ACC_W + 1) with
     thresholds) and three control bits; PIPE = 2 also the operands (SIMD * IN_W +
-    PE * SIMD * W_W), another copy of the -T words and three control bits."""
+    PE * SIMD * W_W), another copy of the -T words and three control bits; PIPE = 3 also each
+    popcount chunk's count and carry (PE * sum over chunks of (clog2(L + 1) + 1)), another
+    copy of the -T words and three control bits."""
     p = unit.params
     level = int(p.get("PIPE", 0)) if unit.module == "mvtu" else 0
     if not level:
@@ -260,6 +265,10 @@ def pipe_registers(unit: units.Unit) -> int:
     ff = p["PE"] * (p["ACC_W"] + 1) + tw + 3
     if level >= 2:
         ff += p["SIMD"] * p.get("IN_W", 1) + p["PE"] * p["SIMD"] * p.get("W_W", 1) + tw + 3
+    if level >= 3:
+        lanes = [min(hwm.POPCOUNT_CHUNK, p["SIMD"] - k)
+                 for k in range(0, p["SIMD"], hwm.POPCOUNT_CHUNK)]
+        ff += p["PE"] * sum(math.ceil(math.log2(n + 1)) + 1 for n in lanes) + tw + 3
     return ff
 
 

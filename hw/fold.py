@@ -25,9 +25,13 @@ from hw import cost, rate, stitch, units
 log = logging.getLogger(__name__)
 
 #: folding parameters per module: the parameter -> the parameter (of the unit) it must divide
+#: (and a window generator's words per beat ``M``: see :func:`legal`)
 DIVIDES = {"mvtu": {"PE": "MH", "SIMD": "MW"}, "thresholding": {"PE": "C"},
            "swg": {"SIMD": "C"}, "fmpadding": {"SIMD": "C"}, "pool": {"PE": "C"},
            "label_select": {"PE": "LABELS"}, "requant": {"PE": "C"}, "accpool": {"PE": "C"}}
+#: the most window words per beat the search gives a window generator: each is a read port
+#: of its buffer, and Yosys 0.23 ran out of 12 GB mapping 12 read ports of a 256 x 32 buffer
+SWG_MAX_WORDS = 9
 
 
 @dataclass
@@ -46,6 +50,9 @@ class Foldable:
            channels: int | None = None) -> Foldable:
         """The folding parameters of ``unit`` from its module (``channels``: a ``dup``'s)."""
         dims = {k: int(unit.params[v]) for k, v in DIVIDES.get(unit.module, {}).items()}
+        if unit.module == "swg":  # words per beat: divisors of a whole window's words
+            p = unit.params
+            dims["M"] = p["K_H"] * p["K_W"] * p["C"]
         if unit.module == "dup" and channels:
             dims = {"PE": channels}
         return cls(unit, dims, pe, follows)
@@ -93,7 +100,7 @@ class Design:
                 out.append(units.refold(p.unit, pe=f.get("PE", p.pe), old_pe=p.pe))
             elif f:
                 out.append(units.refold(p.unit, pe=f.get("PE"), simd=f.get("SIMD"),
-                                        ram_style=f.get("ram_style")))
+                                        ram_style=f.get("ram_style"), words=f.get("M")))
             else:
                 out.append(p.unit)
         return out
@@ -143,13 +150,27 @@ def _capped(design: Design, name: str, key: str, value: int) -> bool:
     return design.simd_ok("xnor" if p.get("XNOR") else "int", value) is False
 
 
+def legal(unit: units.Unit, fold: dict[str, Any]) -> bool:
+    """Whether ``fold`` is a folding ``unit`` can take beyond its divisibility: a window
+    generator's words per beat ``M`` tile its window at that SIMD (:func:`hw.units.swg_words_ok`)
+    and stay within :data:`SWG_MAX_WORDS` read ports."""
+    if unit.module != "swg" or fold.get("M", 1) == 1:
+        return True
+    p = unit.params
+    return fold["M"] <= SWG_MAX_WORDS and units.swg_words_ok(
+        (p["K_H"], p["K_W"]), p["C"] // fold["SIMD"], fold["M"], bool(p["DEPTHWISE"]))
+
+
 def _moves(design: Design, name: str, fold: dict[str, Any]) -> Iterable[dict[str, Any]]:
-    """The next step of each folding parameter of unit ``name`` (within the clock's SIMD cap)."""
+    """The next step of each folding parameter of unit ``name`` (within the clock's SIMD cap;
+    a window generator's SIMD steps with its words per beat back at 1)."""
     part = design.by_name[name]
     for k, n in part.dims.items():
-        bigger = [d for d in divisors(n) if d > fold[k] and not _capped(design, name, k, d)]
+        reset = {"M": 1} if part.unit.module == "swg" and k == "SIMD" else {}
+        bigger = [d for d in divisors(n) if d > fold[k] and not _capped(design, name, k, d)
+                  and legal(part.unit, {**fold, **reset, k: d})]
         if bigger:
-            yield {**fold, k: bigger[0]}
+            yield {**fold, **reset, k: bigger[0]}
 
 
 def _try(design: Design, folds: dict[str, dict[str, Any]], name: str,

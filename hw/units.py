@@ -62,15 +62,22 @@ class Unit:
 #: XNOR units from this many lanes register their popcounts (``PIPE``): the timing estimate
 #: (hw.timing) of the unpipelined unit reaches 10 ns on a 7-series -1 from about 32 lanes
 PIPE_FROM_LANES = 32
+#: XNOR units from this many lanes register their popcount chunks' counts as well (PIPE 3):
+#: on UltraScale+ -1 by the estimate, 256 lanes 6.53 -> 4.02 ns, 128 lanes 5.37 -> 3.08 ns,
+#: for about 6 flip-flops per 24 lanes and PE
+CHUNK_PIPE_FROM_LANES = 128
 
 
 def mvtu_pipe(simd: int, xnor: bool, ram_style: str = "distributed") -> int:
     """A matrix unit's ``PIPE`` by default: 1 (its dot products registered) from
     :data:`PIPE_FROM_LANES` lanes and for every integer dot product, 2 (the operands read from
     the memories registered as well) when such a unit's weights are in block RAM, whose
-    clock-to-out would otherwise start the popcount path; else 0."""
+    clock-to-out would otherwise start the popcount path, 3 (the chunk counts registered too)
+    for XNOR units from :data:`CHUNK_PIPE_FROM_LANES` lanes; else 0."""
     if simd < PIPE_FROM_LANES and xnor:
         return 0
+    if xnor and simd >= CHUNK_PIPE_FROM_LANES:
+        return 3
     return 2 if ram_style == "block" else 1
 
 
@@ -80,12 +87,15 @@ def mvtu(name: str, w: np.ndarray, thresholds: np.ndarray | None, pe: int, simd:
     """Matrix-vector(-threshold) unit: ``w`` (MH, MW) bits (1 = +1), or ``w_bits``-bit signed
     integers when ``w_bits`` > 1 (integer inputs only); one threshold per row or None for raw
     accumulators. ``pipe`` (None: :func:`mvtu_pipe`'s choice) registers the dot products
-    before the accumulator (1), and the memories' read data before them (2)."""
+    before the accumulator (1), the memories' read data before them (2), and an XNOR
+    popcount's chunk counts (3)."""
     mh, mw = w.shape
     if mw % simd or mh % pe:
         raise ValueError(f"{name}: SIMD={simd} must divide MW={mw} and PE={pe} must divide MH={mh}")
     if w_bits > 1 and xnor:
         raise ValueError(f"{name}: {w_bits}-bit weights need integer inputs (xnor=False)")
+    if pipe is not None and not 0 <= pipe <= (3 if xnor else 2):
+        raise ValueError(f"{name}: PIPE={pipe}; 0 to 3 for XNOR popcounts, 0 to 2 otherwise")
     if acc_w is None:
         w_max = 1 << (w_bits - 1) if w_bits > 1 else 1
         acc_w = hwm.mvtu_acc_width(mw, xnor, w_max * (1 if xnor else
@@ -149,19 +159,44 @@ def swg_depth(kh: int, sh: int, iw: int, cf: int) -> int:
     return 1 << int(np.ceil(np.log2((kh + sh) * iw * cf)))
 
 
+def swg_words_ok(kernel: tuple[int, int], cf: int, m: int, depthwise: bool = False) -> bool:
+    """Whether a window generator can put ``m`` consecutive words of its window stream in one
+    beat: m = 1, or (standard order) m divides a window row's K_W x CF words, or is r rows of
+    them with r dividing K_H (the whole window: r = K_H)."""
+    kh, kw = kernel
+    run = kw * cf
+    if m == 1:
+        return True
+    if depthwise or m < 1:
+        return False
+    return run % m == 0 or (m % run == 0 and kh % (m // run) == 0)
+
+
+def swg_words(kernel: tuple[int, int], cf: int, depthwise: bool = False) -> list[int]:
+    """The legal window words per beat (:func:`swg_words_ok`), ascending."""
+    n = kernel[0] * kernel[1] * cf
+    return [m for m in range(1, n + 1) if n % m == 0 and swg_words_ok(kernel, cf, m, depthwise)]
+
+
 def swg(name: str, ifm: tuple[int, int], channels: int, simd: int, kernel: tuple[int, int],
         stride: tuple[int, int], elem_w: int, depthwise: bool = False,
-        ram_style: str = "auto") -> Unit:
-    """Sliding-window generator (no padding) for an ``ifm`` (H, W) map of ``channels``."""
+        ram_style: str = "auto", m: int = 1) -> Unit:
+    """Sliding-window generator (no padding) for an ``ifm`` (H, W) map of ``channels``, ``m``
+    window words of SIMD elements per output beat (:func:`swg_words_ok`)."""
     (ih, iw), (kh, kw), (sh, sw) = ifm, kernel, stride
     if channels % simd:
         raise ValueError(f"{name}: SIMD={simd} must divide the {channels} channels")
+    cf = channels // simd
+    if not swg_words_ok(kernel, cf, m, depthwise):
+        raise ValueError(f"{name}: {m} window words per beat is illegal; legal: "
+                         f"{swg_words(kernel, cf, depthwise)} (K={kh}x{kw}, C/SIMD={cf}"
+                         f"{', depthwise' if depthwise else ''})")
     oh, ow = (ih - kh) // sh + 1, (iw - kw) // sw + 1
-    depth = swg_depth(kh, sh, iw, channels // simd)
+    depth = swg_depth(kh, sh, iw, cf)
     params = {"IFM_H": ih, "IFM_W": iw, "C": channels, "SIMD": simd, "K_H": kh, "K_W": kw,
               "S_H": sh, "S_W": sw, "OFM_H": oh, "OFM_W": ow, "ELEM_W": elem_w,
-              "DEPTHWISE": int(depthwise), "DEPTH": depth, "RAM_STYLE": ram_style}
-    return Unit(name, "swg", params, simd * elem_w, simd * elem_w)
+              "DEPTHWISE": int(depthwise), "M": m, "DEPTH": depth, "RAM_STYLE": ram_style}
+    return Unit(name, "swg", params, simd * elem_w, m * simd * elem_w)
 
 
 def fmpadding(name: str, ifm: tuple[int, int], channels: int, simd: int, elem_w: int,
@@ -252,11 +287,11 @@ def dwc(name: str, in_w: int, out_w: int) -> Unit:
 
 
 def refold(unit: Unit, pe: int | None = None, simd: int | None = None,
-           ram_style: str | None = None, old_pe: int = 1) -> Unit:
+           ram_style: str | None = None, old_pe: int = 1, words: int | None = None) -> Unit:
     """``unit`` with another folding: the parameters and beat widths its constructor would give
-    for ``pe`` / ``simd`` (and a matrix unit's weight ``ram_style``), without memory contents
-    (for rate and cost models). ``old_pe`` is the PE a ``dup`` or ``zip`` was made for (their
-    widths are PE elements)."""
+    for ``pe`` / ``simd`` (and a matrix unit's weight ``ram_style``, a window generator's
+    ``words`` per beat), without memory contents (for rate and cost models). ``old_pe`` is the
+    PE a ``dup`` or ``zip`` was made for (their widths are PE elements)."""
     p, m = dict(unit.params), unit.module
     ins, outs = unit.in_width, unit.out_width
     in_ports, out_ports = unit.in_ports, unit.out_ports
@@ -279,11 +314,16 @@ def refold(unit: Unit, pe: int | None = None, simd: int | None = None,
             ins, outs = pe * (p["XW"] + (p["ZW"] if p["NIN"] > 1 else 0)), pe * p["OUT_W"]
         else:
             ins, outs = pe * p["IN_W"], pe * p["OUT_W"]
-    elif m in ("swg", "fmpadding"):
-        simd = simd or p["SIMD"]
-        p["SIMD"] = simd
-        if m == "swg":
-            p["DEPTH"] = swg_depth(p["K_H"], p["S_H"], p["IFM_W"], p["C"] // simd)
+    elif m == "swg":
+        p["SIMD"] = simd = simd or p["SIMD"]
+        p["M"] = words = words or p.get("M", 1)
+        if not swg_words_ok((p["K_H"], p["K_W"]), p["C"] // simd, words, bool(p["DEPTHWISE"])):
+            raise ValueError(f"{unit.name}: {words} window words per beat is illegal at SIMD "
+                             f"{simd}")
+        p["DEPTH"] = swg_depth(p["K_H"], p["S_H"], p["IFM_W"], p["C"] // simd)
+        ins, outs = simd * p["ELEM_W"], words * simd * p["ELEM_W"]
+    elif m == "fmpadding":
+        p["SIMD"] = simd = simd or p["SIMD"]
         ins = outs = simd * p["ELEM_W"]
     elif m == "dup":
         p["WIDTH"] = p["WIDTH"] // old_pe * (pe or old_pe)
@@ -308,7 +348,8 @@ def thresholding_ref(x: np.ndarray, thresholds: np.ndarray, out_bias: int = 0) -
 
 def swg_ref(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], simd: int,
             depthwise: bool = False) -> np.ndarray:
-    """The window stream of (N, H, W, C) maps: (beats, SIMD) elements in the unit's order."""
+    """The window stream of (N, H, W, C) maps: (words, SIMD) elements in the unit's order (a
+    unit of M words per beat: reshape to (-1, M x SIMD))."""
     n, ih, iw, c = x.shape
     (kh, kw), (sh, sw) = kernel, stride
     oh, ow = (ih - kh) // sh + 1, (iw - kw) // sw + 1

@@ -4,6 +4,7 @@ and in Verilator, node by node and stitched.
 * :mod:`~build_flows.backend.mapping`: the one table from FINN hardware layers to units,
   :data:`~build_flows.backend.mapping.NODE_TYPES`;
 * :mod:`~build_flows.backend.elem`: how tensor values travel on the streams, exact comparison;
+* :mod:`~build_flows.backend.attrs`: our own options of FINN layers (plain ONNX attributes);
 * :mod:`~build_flows.backend.matrix`: a binary-weight MVAU node as our matrix unit;
 * :mod:`~build_flows.backend.ops`: ``<Op>_bnn`` FINN ops with our RTL backend, made from the
   table, the :class:`~build_flows.backend.ops.UseBnnRTL` swap, per-node HDL;

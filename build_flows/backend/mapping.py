@@ -33,6 +33,7 @@ import numpy as np
 
 from build_flows import finn_env
 from build_flows.backend.addrequant import AddRequant
+from build_flows.backend.attrs import own_attr
 from build_flows.backend.elem import Elem
 from build_flows.backend.matrix import matrix_unit
 from build_flows.checks import BuildError
@@ -131,10 +132,25 @@ def swg_unit(model: Any, node: Any, elem_in: Elem) -> tuple[units.Unit, Elem]:
         raise BuildError(f"node {node.name}: dilation {_attr(inst, 'Dilation')} is not supported "
                          "by our sliding-window unit")
     ifm, k, s = (tuple(_attr(inst, a)) for a in ("IFMDim", "ConvKernelDim", "Stride"))
-    style = _attr(inst, "ram_style") if "ram_style" in [a.name for a in node.attribute] \
-        else "auto"
-    return units.swg(node.name, ifm, _attr(inst, "IFMChannels"), _attr(inst, "SIMD"), k, s,
-                     elem_in.width, bool(_attr(inst, "depthwise")), style), elem_in
+    names = [a.name for a in node.attribute]
+    style = _attr(inst, "ram_style") if "ram_style" in names else "auto"
+    ch, simd, dw = _attr(inst, "IFMChannels"), _attr(inst, "SIMD"), bool(_attr(inst, "depthwise"))
+    words = own_attr(node, "window_words", 1)
+    if "parallel_window" in names and _attr(inst, "parallel_window"):
+        if simd != ch or dw:  # FINN's order is then (channel group, window, SIMD): not ours
+            raise BuildError(f"node {node.name}: parallel_window=1 needs SIMD = IFMChannels "
+                             f"({ch}, not {simd}) and a standard convolution; or give "
+                             "window_words")
+        words = k[0] * k[1]
+    if "M" in names and _attr(inst, "M") != 1:
+        raise BuildError(f"node {node.name}: M={_attr(inst, 'M')} (several windows per beat) "
+                         "is not supported by our sliding-window unit; window_words gives a "
+                         "window's words in parallel")
+    try:
+        unit = units.swg(node.name, ifm, ch, simd, k, s, elem_in.width, dw, style, m=words)
+    except ValueError as exc:
+        raise BuildError(f"node {node.name}: {exc}") from None
+    return unit, elem_in
 
 
 def swg_order(unit: units.Unit) -> tuple[Reorder | None, Reorder | None]:

@@ -5,6 +5,12 @@ names are the dataflow graph's node names after specialization (``MVAU_hls_0``, 
 also be given without the ``_hls``/``_rtl`` suffix. Every name must exist and every PE/SIMD must
 divide the dimension it folds, else :class:`~build_flows.checks.BuildError` names the layer.
 
+``window_words`` (ours) gives a sliding-window generator that many words of SIMD elements per
+output beat (:func:`hw.units.swg_words_ok`: a divisor of a window row's K_W x C / SIMD words,
+or whole rows of them); FINN's ``parallel_window: 1`` (the whole window per beat) is the same
+at SIMD = IFMChannels. FINN's own ``M`` of the RTL generator (several windows per beat) is
+not ours and is refused.
+
 ``inFIFODepths`` (``[depth]``, FINN's key) pins the depth of the FIFO in front of a layer; the
 others are sized by simulation (:mod:`hw.fifosize`), and a pinned depth that deadlocks the
 accelerator is refused naming the FIFO and the depth it needs.
@@ -15,7 +21,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from build_flows.backend.attrs import OWN, set_own_attr
 from build_flows.checks import BuildError
+from hw import units
 
 #: SetFolding's target when the build is given neither a folding file nor ``--target-fps``
 DEFAULT_FPS = 1000.0
@@ -33,9 +41,10 @@ DIVIDES: dict[str, dict[str, str]] = {
     "GlobalAccPool": {"PE": "NumChannels"},
     "AddRequant": {"PE": "NumChannels"},
 }
+ALLOWED_OWN = set().union(*OWN.values())
 ALLOWED = {"PE", "SIMD", "ram_style", "resType", "mem_mode", "runtime_writeable_weights",
            "inFIFODepths", "outFIFODepths", "depth_trigger_uram", "depth_trigger_bram",
-           "parallel_window", "ram_style_thresholds", "impl_style"}
+           "parallel_window", "ram_style_thresholds", "impl_style", "window_words"}
 
 
 def base_op(op_type: str) -> str:
@@ -75,6 +84,13 @@ def validate(model: Any, config: dict[str, Any], source: str = "folding") -> dic
             raise BuildError(f"{source}: layer {key!r}: inFIFODepths={depths!r} must be a list "
                              "of positive integers, one per input stream")
         inst = getCustomOp(nodes[name])
+        own = sorted(k for k in attrs if k in ALLOWED_OWN - OWN.get(base_op(nodes[name].op_type),
+                                                                    set()))
+        if own:
+            raise BuildError(f"{source}: layer {key!r} ({nodes[name].op_type}) has no option "
+                             f"{own[0]!r}")
+        if "window_words" in attrs:
+            _check_words(key, inst, attrs, source)
         for fold_attr, dim_attr in DIVIDES.get(base_op(nodes[name].op_type), {}).items():
             if fold_attr not in attrs:
                 continue
@@ -84,6 +100,21 @@ def validate(model: Any, config: dict[str, Any], source: str = "folding") -> dic
                                  f"must be a positive divisor of {dim_attr}={dim}")
         resolved[name] = attrs
     return resolved
+
+
+def _check_words(key: str, inst: Any, attrs: dict[str, Any], source: str) -> None:
+    """``window_words`` of a sliding-window generator: legal at the layer's SIMD."""
+    words = attrs["window_words"]
+    simd = attrs.get("SIMD", inst.get_nodeattr("SIMD"))
+    ch, kernel = _value(inst, "IFMChannels"), tuple(inst.get_nodeattr("ConvKernelDim"))
+    dw = bool(inst.get_nodeattr("depthwise"))
+    if not isinstance(simd, int) or simd < 1 or ch % simd:
+        return  # the SIMD check below names it
+    legal = units.swg_words(kernel, ch // simd, dw)
+    if not isinstance(words, int) or isinstance(words, bool) or words not in legal:
+        raise BuildError(f"{source}: layer {key!r}: window_words={words!r} is illegal at SIMD "
+                         f"{simd}; legal: {legal} (words of SIMD elements that tile a window "
+                         "row, or whole rows of it)")
 
 
 def apply(model: Any, config: dict[str, Any], source: str = "folding") -> Any:
@@ -101,6 +132,9 @@ def apply(model: Any, config: dict[str, Any], source: str = "folding") -> Any:
                 value, ops = value  # FINN's Defaults form: [value, [op types]]
                 if base_op(node.op_type) not in ops and "all" not in ops:
                     continue
+            if attr in OWN.get(base_op(node.op_type), set()):
+                set_own_attr(node, attr, value)
+                continue
             try:
                 inst.set_nodeattr(attr, value)
             except AttributeError:

@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from build_flows.backend import accel
+from build_flows.backend import accel, attrs
 from build_flows.checks import BuildError
 from build_flows.pipeline import folding
 from hw import cost, fold, stitch, timing_report, yosys
@@ -141,12 +141,14 @@ def simd_caps(family: str, part: str | None, clock_ns: float | None) -> dict[str
 
 def widest(model: Any) -> Any:
     """A copy of ``model`` with every folding parameter at its dimension (one memory word per
-    unit): our units of it are made without packing megabits of weights word by word; the
-    search refolds them (:func:`hw.units.refold`)."""
+    unit) and one window word per beat: our units of it are made without packing megabits of
+    weights word by word; the search refolds them (:func:`hw.units.refold`)."""
     from qonnx.custom_op.registry import getCustomOp
 
     model = copy.deepcopy(model)
     for node in model.graph.node:
+        if "window_words" in attrs.OWN.get(folding.base_op(node.op_type), ()):
+            attrs.set_own_attr(node, "window_words", 1)  # legal at every SIMD
         for attr, dim in folding.DIVIDES.get(folding.base_op(node.op_type), {}).items():
             inst = getCustomOp(node)
             value = inst.get_nodeattr(dim)
@@ -179,6 +181,8 @@ def folding_config(result: fold.Result) -> dict[str, Any]:
                                        f"frame, bottleneck {result.bottleneck}"}
     for name, f in result.folds.items():
         out[name] = {k: v for k, v in f.items() if k in ("PE", "SIMD", "ram_style")}
+        if "M" in f:  # a window generator's words per beat
+            out[name]["window_words"] = f["M"]
     return out
 
 

@@ -107,7 +107,8 @@ def test_committed_model_on_a_stitched_design() -> None:
 
 def test_pipeline_levels_and_their_registers() -> None:
     """The build's PIPE: 0 below 32 XNOR lanes, 1 from there with weights in LUTs, 2 with
-    weights in block RAM (operands registered too); refolding and moving the weights recompute
+    weights in block RAM (operands registered too), 3 from 128 XNOR lanes (chunk counts
+    registered too); refolding and moving the weights recompute
     it, and the model counts each level's flip-flops on top of the fitted unpipelined unit."""
     rng = np.random.default_rng(0)
     w = rng.integers(0, 2, (64, 576))
@@ -125,6 +126,16 @@ def test_pipeline_levels_and_their_registers() -> None:
     assert cost.pipe_registers(lut) == one
     assert cost.pipe_registers(bram) == one + 32 + 64 * 32 + 64 * (acc_w + 1) + 3
     assert cost.pipe_registers(u) == 0
+    # PIPE 3 from 128 XNOR lanes: six chunks of 24 lanes, 5 + 1 bits each, per PE
+    assert [units.mvtu_pipe(s, True, r) for s, r in ((128, "block"), (144, "distributed"))] \
+        == [3, 3]
+    assert units.mvtu_pipe(144, False, "block") == 2  # no chunks in an integer dot product
+    wide = units.refold(u, pe=64, simd=144)
+    assert wide.params["PIPE"] == 3
+    assert cost.pipe_registers(wide) == one + 144 + 64 * 144 + 64 * (acc_w + 1) + 3 \
+        + 64 * 6 * 6 + 64 * (acc_w + 1) + 3
+    with pytest.raises(ValueError, match="PIPE=3; 0 to 3 for XNOR popcounts, 0 to 2 otherwise"):
+        units.mvtu("m", w, t, 8, 16, xnor=False, in_w=8, pipe=3)
     model = cost.CostModel.load("zynq7")
     assert model.unit(bram)["FF"] - model.unit(lut)["FF"] >= 64 * 32  # the weights' register
 
