@@ -10,7 +10,9 @@ of the next parallelism step of each of its folding parameters it takes the one 
 most cycles per budget fraction spent (a matrix unit's weights go to block RAM or LUTs,
 whichever leaves the fullest resource emptier), skipping steps the budget cannot hold. It stops
 when the target is met, or when the bottleneck can be made no faster within the budget
-(``target_cycles=None``: the highest rate the budget holds).
+(``target_cycles=None``: the highest rate the budget holds). A met target is then walked back
+(:func:`shrink`): steps that the target does not need are taken back, largest saving first,
+so that ``--target-fps F`` gives the smallest design reaching F that these steps find.
 """
 
 from __future__ import annotations
@@ -248,6 +250,42 @@ def make_room(design: Design, folds: dict[str, dict[str, Any]], max_flips: int =
     return (folds, us, res) if design.fits(res) else None
 
 
+def _smaller(design: Design, name: str, fold: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    """The previous legal value of each folding parameter of unit ``name``."""
+    part = design.by_name[name]
+    for k, n in part.dims.items():
+        less = [d for d in divisors(n) if d < fold[k] and legal(part.unit, {**fold, k: d})]
+        if less:
+            yield {**fold, k: less[-1]}
+
+
+def shrink(design: Design, folds: dict[str, dict[str, Any]], target_cycles: int,
+           max_steps: int = 5000) -> tuple[dict[str, dict[str, Any]], list[units.Unit],
+                                              dict[str, float]]:
+    """The smallest design on the way down from ``folds`` that still meets ``target_cycles``:
+    repeatedly takes back the one folding step (a parameter to its previous legal value, the
+    weights' memory chosen again) that frees the most budget, sum over resources of
+    (before - after) / budget, while every unit stays within ``target_cycles`` and the budget.
+    The search's steps make the bottleneck faster one at a time, so units it stepped early
+    for an earlier bottleneck may be faster than the target needs."""
+    us = design.units(folds)
+    res = design.resources(us)
+    for _ in range(max_steps):
+        best = None
+        for name in folds:
+            for fold in _smaller(design, name, folds[name]):
+                trial, t_units, t_res = _try(design, folds, name, fold)
+                if not design.fits(t_res) or max(design.cycles(t_units).values()) > target_cycles:
+                    continue
+                freed = sum((res[r] - t_res[r]) / b for r, b in design.budget.items() if b > 0)
+                if freed > 1e-9 and (best is None or freed > best[0]):
+                    best = (freed, trial, t_units, t_res)
+        if best is None:
+            break
+        _, folds, us, res = best
+    return folds, us, res
+
+
 def search(design: Design, target_cycles: int | None, max_steps: int = 5000) -> Result:
     """The folding (see the module docstring); ``target_cycles`` None maximizes the rate."""
     folds = initial(design)
@@ -315,6 +353,10 @@ def search(design: Design, target_cycles: int | None, max_steps: int = 5000) -> 
             break
     cyc = design.cycles(us)
     name = max(cyc, key=lambda k: cyc[k])
+    if target_cycles is not None and cyc[name] <= target_cycles:  # the smallest that meets it
+        folds, us, res = shrink(design, folds, target_cycles)
+        cyc = design.cycles(us)
+        name = max(cyc, key=lambda k: cyc[k])
     reached = target_cycles is None or cyc[name] <= target_cycles
     log.info("folding search: %d steps, %d cycles per frame (bottleneck %s), %s; stopped by %s",
              steps, cyc[name], name, _show(res), limit)
