@@ -128,6 +128,9 @@ def test_bad_folding_keeps_earlier_steps_then_resumes(tmp_path: Path, build_mode
                              ({"MVAU_0": {"PE": 3}}, "PE=3 is illegal; it must be a positive "
                                                      "divisor of MH=64"),
                              ({"MVAU_hls_1": {"SIMD": 5}}, "SIMD=5 is illegal"),
+                             ({"MVAU_hls_1": {"window_words": 3}},
+                              "layer 'MVAU_hls_1' (MVAU_hls) has no option 'window_words'"),
+                             ({"MVAU_hls_1": {"M": 2}}, "unknown option(s) ['M']"),
                              ({"MVAU_hls_1": {"inFIFODepths": [0]}},
                               "layer 'MVAU_hls_1': inFIFODepths=[0] must be a list of positive")):
         bad.write_text(json.dumps(content))

@@ -68,13 +68,28 @@ def test_cnv_matrix_layers_match_finn(tmp_path: Path, build_models) -> None:
 
 @pytest.mark.parametrize("net", ["tfc", pytest.param("cnv", marks=pytest.mark.slow)])
 def test_every_other_node_type_matches_finn(tmp_path: Path, build_models, net: str) -> None:
-    """Thresholding and label select (TFC); the 8-bit input quantizer, sliding windows (standard
-    and depthwise), max pooling and label select (CNV): our unit against FINN's execution of the
-    node on random frames, with back-pressure."""
+    """Thresholding and label select (TFC); the 8-bit input quantizer, sliding windows (standard,
+    several window words per beat, and depthwise), max pooling and label select (CNV): our unit
+    against FINN's execution of the node on random frames, with back-pressure."""
     from build_flows.backend import nodesim as rtl
 
     config = "tfc_w1a1.json" if net == "tfc" else "cnv_w1a1_1ch.json"
     df = folded(tmp_path, build_models[net, "bnn"], config)
+    if net == "cnv":  # standard windows several words per beat (window_words), varied
+        from build_flows.pipeline import folding
+        from hw import units
+        from qonnx.custom_op.registry import getCustomOp
+
+        words = {}
+        for i, node in enumerate(df.get_nodes_by_op_type("ConvolutionInputGenerator_rtl")):
+            inst = getCustomOp(node)
+            if inst.get_nodeattr("depthwise"):
+                continue
+            cf = inst.get_nodeattr("IFMChannels") // inst.get_nodeattr("SIMD")
+            legal = units.swg_words(tuple(inst.get_nodeattr("ConvKernelDim")), cf)
+            words[node.name] = {"window_words": legal[1 + i % (len(legal) - 1)]}
+        df = folding.apply(df, words)
+        assert len(words) == 6 and {w["window_words"] for w in words.values()} != {1}
     seen = set()
     for i, node in enumerate(df.graph.node):
         if node.op_type.startswith("MVAU"):
