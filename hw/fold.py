@@ -8,7 +8,8 @@ from the cost model (:mod:`hw.cost`) over the units and the FIFOs and width conv
 them. The search starts from the smallest folding and repeatedly makes the bottleneck faster:
 of the next parallelism step of each of its folding parameters it takes the one that saves the
 most cycles per budget fraction spent (a matrix unit's weights go to block RAM or LUTs,
-whichever leaves the fullest resource emptier), skipping steps the budget cannot hold. It stops
+whichever leaves the fullest resource emptier; for a target, whichever takes the smaller share
+of the budget in all), skipping steps the budget cannot hold. It stops
 when the target is met, or when the bottleneck can be made no faster within the budget
 (``target_cycles=None``: the highest rate the budget holds). A met target is then walked back
 (:func:`shrink`): steps that the target does not need are taken back, largest saving first,
@@ -124,6 +125,10 @@ class Design:
         """The fullest resource's fraction of its budget."""
         return max(res[r] / b for r, b in self.budget.items() if b > 0)
 
+    def share(self, res: dict[str, float]) -> float:
+        """The design's share of the budget: the sum over resources of its fraction."""
+        return sum(res[r] / b for r, b in self.budget.items() if b > 0)
+
     def fits(self, res: dict[str, float]) -> bool:
         return all(res[r] <= b for r, b in self.budget.items())
 
@@ -176,10 +181,12 @@ def _moves(design: Design, name: str, fold: dict[str, Any]) -> Iterable[dict[str
 
 
 def _try(design: Design, folds: dict[str, dict[str, Any]], name: str,
-         fold: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[units.Unit],
-                                        dict[str, float]]:
+         fold: dict[str, Any], smallest: bool = False
+         ) -> tuple[dict[str, dict[str, Any]], list[units.Unit], dict[str, float]]:
     """``folds`` with unit ``name`` at ``fold``; a matrix unit's weights in block RAM or LUTs,
-    whichever leaves the fullest resource emptier."""
+    whichever leaves the fullest resource emptier (room to grow: the highest rate), or with
+    ``smallest`` whichever takes the smaller share of the budget in all (:meth:`Design.share`:
+    the smallest design for a target)."""
     options = [fold]
     if design.by_name[name].unit.module == "mvtu":
         options = [{**fold, "ram_style": s} for s in ("block", "distributed")]
@@ -188,7 +195,8 @@ def _try(design: Design, folds: dict[str, dict[str, Any]], name: str,
         trial = {**folds, name: f}
         t_units = design.units(trial)
         t_res = design.resources(t_units)
-        tried.append((design.pressure(t_res), trial, t_units, t_res))
+        tried.append(((design.share(t_res), design.pressure(t_res)) if smallest else
+                      (design.pressure(t_res), design.share(t_res)), trial, t_units, t_res))
     _, trial, t_units, t_res = min(tried, key=lambda t: t[0])
     return trial, t_units, t_res
 
@@ -264,22 +272,24 @@ def shrink(design: Design, folds: dict[str, dict[str, Any]], target_cycles: int,
                                               dict[str, float]]:
     """The smallest design on the way down from ``folds`` that still meets ``target_cycles``:
     repeatedly takes back the one folding step (a parameter to its previous legal value, the
-    weights' memory chosen again) that frees the most budget, sum over resources of
-    (before - after) / budget, while every unit stays within ``target_cycles`` and the budget.
+    weights' memory chosen again) or moves the one matrix unit's weights between block RAM and
+    LUTs that frees the most of the budget (:meth:`Design.share`), while every unit stays
+    within ``target_cycles`` and the budget.
     The search's steps make the bottleneck faster one at a time, so units it stepped early
     for an earlier bottleneck may be faster than the target needs."""
     us = design.units(folds)
     res = design.resources(us)
     for _ in range(max_steps):
         best = None
-        for name in folds:
-            for fold in _smaller(design, name, folds[name]):
-                trial, t_units, t_res = _try(design, folds, name, fold)
-                if not design.fits(t_res) or max(design.cycles(t_units).values()) > target_cycles:
-                    continue
-                freed = sum((res[r] - t_res[r]) / b for r, b in design.budget.items() if b > 0)
-                if freed > 1e-9 and (best is None or freed > best[0]):
-                    best = (freed, trial, t_units, t_res)
+        trials = [_try(design, folds, name, fold, smallest=True)
+                  for name in folds for fold in _smaller(design, name, folds[name])]
+        trials += [_flip(design, folds, name) for name in _matrix_units(design, folds)]
+        for trial, t_units, t_res in trials:
+            if not design.fits(t_res) or max(design.cycles(t_units).values()) > target_cycles:
+                continue
+            freed = design.share(res) - design.share(t_res)
+            if freed > 1e-9 and (best is None or freed > best[0]):
+                best = (freed, trial, t_units, t_res)
         if best is None:
             break
         _, folds, us, res = best
@@ -314,7 +324,8 @@ def search(design: Design, target_cycles: int | None, max_steps: int = 5000) -> 
             break
         best, blocked = None, None
         for fold in _moves(design, name, folds[name]):
-            trial, t_units, t_res = _try(design, folds, name, fold)
+            trial, t_units, t_res = _try(design, folds, name, fold,
+                                         smallest=target_cycles is not None)
             if not design.fits(t_res):  # room from moving weights between BRAM and LUTs?
                 room = make_room(design, trial)
                 if room is None:

@@ -92,14 +92,16 @@ def test_search_reaches_a_target_within_the_budget() -> None:
     us = design.units(result.folds)
     assert rate.bottleneck(us, design.in_bits)[1] == result.cycles
     # the smallest design meeting the target: undoing the search's last step misses it, and
-    # no step back of any unit that still meets it frees any of the budget
+    # no step back of any unit, nor moving any weights, that still meets it frees any budget
     assert result.history[-2][0] > 200
-    share = lambda res: sum(res[r] / b for r, b in design.budget.items() if b)  # noqa: E731
-    for name, f in result.folds.items():
-        for g in fold._smaller(design, name, f):
-            _, t_units, t_res = fold._try(design, result.folds, name, g)
-            if max(design.cycles(t_units).values()) <= 200 and design.fits(t_res):
-                assert share(t_res) >= share(result.resources) - 1e-9, (name, g)
+    trials = [(name, g, fold._try(design, result.folds, name, g, smallest=True))
+              for name, f in result.folds.items() for g in fold._smaller(design, name, f)]
+    trials += [(name, "flip", fold._flip(design, result.folds, name))
+               for name in result.folds if name.startswith("fc")]
+    assert len(trials) > 6
+    for name, g, (_, t_units, t_res) in trials:
+        if max(design.cycles(t_units).values()) <= 200 and design.fits(t_res):
+            assert design.share(t_res) >= design.share(result.resources) - 1e-9, (name, g)
     faster = fold.search(design, 50)
     assert faster.cycles <= 50 and faster.resources["LUT"] > result.resources["LUT"]
 
