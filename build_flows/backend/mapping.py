@@ -49,6 +49,7 @@ from finn.custom_op.fpgadataflow.globalaccpool import GlobalAccPool  # noqa: E40
 from finn.custom_op.fpgadataflow.labelselect import LabelSelect  # noqa: E402
 from finn.custom_op.fpgadataflow.matrixvectoractivation import MVAU  # noqa: E402
 from finn.custom_op.fpgadataflow.pool import Pool  # noqa: E402
+from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend  # noqa: E402
 from finn.custom_op.fpgadataflow.thresholding import Thresholding  # noqa: E402
 from qonnx.core.datatype import DataType  # noqa: E402
 from qonnx.custom_op.registry import getCustomOp  # noqa: E402
@@ -136,12 +137,6 @@ def swg_unit(model: Any, node: Any, elem_in: Elem) -> tuple[units.Unit, Elem]:
     style = _attr(inst, "ram_style") if "ram_style" in names else "auto"
     ch, simd, dw = _attr(inst, "IFMChannels"), _attr(inst, "SIMD"), bool(_attr(inst, "depthwise"))
     words = own_attr(node, "window_words", 1)
-    if "parallel_window" in names and _attr(inst, "parallel_window"):
-        if simd != ch or dw:  # FINN's order is then (channel group, window, SIMD): not ours
-            raise BuildError(f"node {node.name}: parallel_window=1 needs SIMD = IFMChannels "
-                             f"({ch}, not {simd}) and a standard convolution; or give "
-                             "window_words")
-        words = k[0] * k[1]
     if "M" in names and _attr(inst, "M") != 1:
         raise BuildError(f"node {node.name}: M={_attr(inst, 'M')} (several windows per beat) "
                          "is not supported by our sliding-window unit; window_words gives a "
@@ -151,6 +146,23 @@ def swg_unit(model: Any, node: Any, elem_in: Elem) -> tuple[units.Unit, Elem]:
     except ValueError as exc:
         raise BuildError(f"node {node.name}: {exc}") from None
     return unit, elem_in
+
+
+def _swg_words(op: Any) -> int:
+    return own_attr(op.onnx_node, "window_words", 1)
+
+
+def _swg_attr_types(op: Any) -> dict[str, Any]:
+    """FINN's attributes and ours (``window_words``: window words per output beat)."""
+    return {**RTLBackend.get_nodeattr_types(op), "window_words": ("i", False, 1)}
+
+
+def _swg_folded_oshape(op: Any, ind: int = 0) -> tuple[int, ...]:
+    """FINN's (1, OH, OW, K_H K_W C / SIMD, SIMD) with ``window_words`` M words per beat:
+    (1, OH, OW, K_H K_W C / (SIMD M), SIMD M)."""
+    *head, wf, simd = ConvolutionInputGenerator.get_folded_output_shape(op, ind)
+    m = _swg_words(op)
+    return (*head, wf // m, simd * m)
 
 
 def swg_order(unit: units.Unit) -> tuple[Reorder | None, Reorder | None]:
@@ -236,7 +248,12 @@ NODE_TYPES: dict[str, NodeType] = {
     "FMPadding": NodeType(FMPadding, fmpadding_unit),
     "ConvolutionInputGenerator": NodeType(
         ConvolutionInputGenerator, swg_unit, swg_order,
-        op_methods={"use_parallel_window_output": lambda self: False}),  # one SIMD group a beat
+        # window_words SIMD groups a beat (FINN's parallel_window is not ours: ignored)
+        op_methods={"use_parallel_window_output": lambda self: False,
+                    "get_nodeattr_types": _swg_attr_types,
+                    "get_folded_output_shape": _swg_folded_oshape,
+                    "get_outstream_width": lambda self, ind=0:
+                        self.get_instream_width() * _swg_words(self)}),
     "Pool": NodeType(Pool, pool_unit, pool_order),
     "LabelSelect": NodeType(LabelSelect, label_select_unit),
     "DuplicateStreams": NodeType(DuplicateStreams, dup_unit),

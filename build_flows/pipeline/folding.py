@@ -7,9 +7,9 @@ divide the dimension it folds, else :class:`~build_flows.checks.BuildError` name
 
 ``window_words`` (ours) gives a sliding-window generator that many words of SIMD elements per
 output beat (:func:`hw.units.swg_words_ok`: a divisor of a window row's K_W x C / SIMD words,
-or whole rows of them); FINN's ``parallel_window: 1`` (the whole window per beat) is the same
-at SIMD = IFMChannels. FINN's own ``M`` of the RTL generator (several windows per beat) is
-not ours and is refused.
+or whole rows of them: ``window_words`` = K_H x K_W x C / SIMD is the whole window, what
+FINN's ``parallel_window: 1`` means, which our unit ignores). FINN's own ``M`` of the RTL
+generator (several windows per beat) is not ours and is refused.
 
 ``inFIFODepths`` (``[depth]``, FINN's key) pins the depth of the FIFO in front of a layer; the
 others are sized by simulation (:mod:`hw.fifosize`), and a pinned depth that deadlocks the

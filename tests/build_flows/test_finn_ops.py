@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.build_flows.test_rtl import folded
+from tests.build_flows.test_rtl import folded, with_window_words
 
 pytestmark = [pytest.mark.finn, pytest.mark.verilator]
 
@@ -46,7 +46,7 @@ def node_by_node(model, frames: int, seed: int = 0) -> tuple[dict[str, int], str
     return counts, first
 
 
-def swapped(tmp_path: Path, model: Path, config: str):
+def swapped(tmp_path: Path, model: Path, config: str, refold=None):
     from build_flows.backend import ops as finn_ops
     from finn.transformation.fpgadataflow.prepare_ip import PrepareIP
     from finn.transformation.fpgadataflow.prepare_rtlsim import PrepareRTLSim
@@ -54,6 +54,8 @@ def swapped(tmp_path: Path, model: Path, config: str):
     from qonnx.custom_op.registry import getCustomOp
 
     df = folded(tmp_path, model, config)
+    if refold:
+        df = refold(df)
     sw = finn_ops.generate(df, tmp_path / "nodes", PART, 10.0)
     assert all(n.domain == finn_ops.DOMAIN and n.op_type.endswith("_bnn") for n in sw.graph.node)
     dirs = {n.name: getCustomOp(n).get_nodeattr("code_gen_dir_ipgen") for n in sw.graph.node}
@@ -117,9 +119,17 @@ def test_si_bnn_integer_layers_through_finn_passes(tmp_path: Path, build_models)
 
 @pytest.mark.slow
 def test_cnv_through_finn_passes(tmp_path: Path, build_models) -> None:
-    """Padding-free CNV: the 8-bit input quantizer, sliding windows (standard and depthwise),
-    max pooling, the 8-bit and XNOR matrix units and label select."""
-    sw = swapped(tmp_path, build_models["cnv", "bnn"], "cnv_w1a1_1ch.json")
+    """Padding-free CNV: the 8-bit input quantizer, sliding windows (standard, several window
+    words per beat, and depthwise), max pooling, the 8-bit and XNOR matrix units and label
+    select. Our window op's FINN stream is window_words x SIMD elements wide."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    sw = swapped(tmp_path, build_models["cnv", "bnn"], "cnv_w1a1_1ch.json", with_window_words)
+    wide = [n for n in sw.graph.node if n.op_type == "ConvolutionInputGenerator_bnn"
+            and getCustomOp(n).get_nodeattr("window_words") > 1]
+    assert len(wide) == 6
+    op = getCustomOp(wide[0])
+    assert op.get_outstream_width() == op.get_instream_width() * op.get_nodeattr("window_words")
     assert {n.op_type for n in sw.graph.node} == {
         "Thresholding_bnn", "ConvolutionInputGenerator_bnn", "MVAU_bnn", "Pool_bnn",
         "LabelSelect_bnn"}

@@ -29,6 +29,24 @@ def folded(tmp_path: Path, model: Path, config: str | None):
     return ModelWrapper(str(out / "steps/12_minimize_bit_width/dataflow.onnx"))
 
 
+def with_window_words(df):
+    """``df`` with every standard sliding window at a legal ``window_words`` > 1, varied."""
+    from build_flows.pipeline import folding
+    from hw import units
+    from qonnx.custom_op.registry import getCustomOp
+
+    words = {}
+    for i, node in enumerate(df.get_nodes_by_op_type("ConvolutionInputGenerator_rtl")):
+        inst = getCustomOp(node)
+        if inst.get_nodeattr("depthwise"):
+            continue
+        cf = inst.get_nodeattr("IFMChannels") // inst.get_nodeattr("SIMD")
+        legal = units.swg_words(tuple(inst.get_nodeattr("ConvKernelDim")), cf)
+        words[node.name] = {"window_words": legal[1 + i % (len(legal) - 1)]}
+    assert len(words) == 6 and {w["window_words"] for w in words.values()} != {1}
+    return folding.apply(df, words)
+
+
 @pytest.mark.parametrize("method", ["bnn", "si_bnn", "bnn_plus"])
 def test_tfc_matrix_layers_match_finn(tmp_path: Path, build_models, method: str) -> None:
     """bnn/bnn_plus: four XNOR layers; si_bnn: {0,1} activations, so integer-input layers."""
@@ -76,20 +94,7 @@ def test_every_other_node_type_matches_finn(tmp_path: Path, build_models, net: s
     config = "tfc_w1a1.json" if net == "tfc" else "cnv_w1a1_1ch.json"
     df = folded(tmp_path, build_models[net, "bnn"], config)
     if net == "cnv":  # standard windows several words per beat (window_words), varied
-        from build_flows.pipeline import folding
-        from hw import units
-        from qonnx.custom_op.registry import getCustomOp
-
-        words = {}
-        for i, node in enumerate(df.get_nodes_by_op_type("ConvolutionInputGenerator_rtl")):
-            inst = getCustomOp(node)
-            if inst.get_nodeattr("depthwise"):
-                continue
-            cf = inst.get_nodeattr("IFMChannels") // inst.get_nodeattr("SIMD")
-            legal = units.swg_words(tuple(inst.get_nodeattr("ConvKernelDim")), cf)
-            words[node.name] = {"window_words": legal[1 + i % (len(legal) - 1)]}
-        df = folding.apply(df, words)
-        assert len(words) == 6 and {w["window_words"] for w in words.values()} != {1}
+        df = with_window_words(df)
     seen = set()
     for i, node in enumerate(df.graph.node):
         if node.op_type.startswith("MVAU"):
