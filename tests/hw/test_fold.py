@@ -138,6 +138,25 @@ def test_search_keeps_xnor_units_within_the_clocks_simd() -> None:
     assert "SIMD 16" in capped.limit
 
 
+def test_search_gives_windows_several_words_per_beat() -> None:
+    """A 3x3 conv on 3 channels: once its window unit takes a whole pixel per beat (SIMD = C)
+    it can only go faster with several window words per beat (window_words), legal ones (a
+    row's 3 pixels or the whole window), and the search takes them."""
+    rng = np.random.default_rng(0)
+    win = units.swg("win", (16, 16), 3, 1, (3, 3), (1, 1), 8)
+    w, t = rng.integers(0, 2, (16, 27)), rng.integers(-500, 500, 16)
+    conv = units.mvtu("conv", w, t, 1, 1, xnor=False, in_w=8, in_signed=True)
+    design = fold.Design([fold.Foldable.of(win), fold.Foldable.of(conv)], None, 16 * 16 * 3 * 8,
+                         cost.CostModel.load("zynq7"), BUDGET)
+    result = fold.search(design, 300)
+    assert result.reached and result.folds["win"]["SIMD"] == 3
+    assert result.folds["win"]["M"] in (3, 9)  # 14 x 14 windows: 1,764 beats at M = 1
+    assert rate.bottleneck(design.units(result.folds), design.in_bits)[1] == result.cycles
+    assert [m for m in units.swg_words((3, 3), 1) if fold.legal(win, {"SIMD": 3, "M": m})] \
+        == [1, 3, 9]
+    assert not fold.legal(win, {"SIMD": 1, "M": 2})  # 2 words do not tile a 9-word row
+
+
 @pytest.mark.verilator
 def test_searched_folding_runs_at_its_rate(tmp_path: Path) -> None:
     """The search's folding for a target, built with real contents, stitched and simulated:
