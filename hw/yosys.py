@@ -92,13 +92,19 @@ def memory_limit_gb() -> float:
     return float(os.environ.get("BNNFORGE_YOSYS_MEM_GB", "12"))
 
 
+def timeout_s() -> float:
+    """The time limit of a Yosys run, ``$BNNFORGE_YOSYS_TIMEOUT`` seconds (default 1800): a
+    stitched design of 70,000 LUT for UltraScale+ takes Yosys 0.23 more than that."""
+    return float(os.environ.get("BNNFORGE_YOSYS_TIMEOUT", "1800"))
+
+
 def _limit_memory() -> None:
     limit = int(memory_limit_gb() * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 def synth(top: str, sources: list[Path], params: dict[str, Any], family: str = "zynq7",
-          workdir: Path | None = None, timeout: float = 1800, timing: bool = False,
+          workdir: Path | None = None, timeout: float | None = None, timing: bool = False,
           part: str | None = None, clock_ns: float | None = None,
           lutram_fallback: bool = False) -> dict[str, Any]:
     """Synthesize ``top`` with ``params`` for a board family; memory files are read from
@@ -106,7 +112,9 @@ def synth(top: str, sources: list[Path], params: dict[str, Any], family: str = "
     ``timing``, also ``timing``: the longest path by Yosys ``sta`` as :func:`hw.timing.estimate`
     gives it for ``part`` against ``clock_ns``. With ``lutram_fallback``, a failure of Yosys
     0.23's LUT RAM mapping (some UltraScale+ shapes: "invalid OPTION_ABITS/WIDTH combination")
-    is retried with ``-nolutram`` (those memories as logic: more LUTs), and ``note`` says so."""
+    is retried with ``-nolutram`` (those memories as logic: more LUTs), and ``note`` says so.
+    ``timeout``: seconds per run, default :func:`timeout_s`."""
+    timeout = timeout or timeout_s()
     try:
         return _synth(top, sources, params, family, workdir, timeout, timing, part, clock_ns,
                       False)
@@ -132,8 +140,13 @@ def _synth(top: str, sources: list[Path], params: dict[str, Any], family: str,
                         f"synth_xilinx -family {fam} -top {top}{' -nolutram' * nolutram}",
                         "tee -q -o stat.txt stat",
                         *(sta if timing else [])])
-    proc = subprocess.run([*yosys_cmd(), "-q", "-p", script], cwd=workdir, capture_output=True,
-                          text=True, timeout=timeout, preexec_fn=_limit_memory)
+    try:
+        proc = subprocess.run([*yosys_cmd(), "-q", "-p", script], cwd=workdir,
+                              capture_output=True, text=True, timeout=timeout,
+                              preexec_fn=_limit_memory)
+    except subprocess.TimeoutExpired:
+        raise SynthError(f"yosys synth_xilinx of {top} took more than {timeout:g} s "
+                         "($BNNFORGE_YOSYS_TIMEOUT raises the limit)") from None
     if proc.returncode != 0 or not (workdir / "stat.txt").is_file():
         err = [ln for ln in proc.stderr.splitlines() + proc.stdout.splitlines() if "ERROR" in ln]
         if not err and proc.returncode in (-9, 137, -6, 134):

@@ -94,3 +94,16 @@ def test_lutram_mapping_failure_falls_back_to_logic(monkeypatch) -> None:
     assert calls == [False, True] and res["LUT"] == 10 and "-nolutram" in res["note"]
     with pytest.raises(yosys.SynthError, match="OPTION_ABITS"):
         yosys.synth("accel", [], {}, family="zynquplus")
+
+
+def test_a_run_past_the_time_limit_is_one_clear_error(tmp_path: Path, monkeypatch) -> None:
+    """A Yosys run past ``$BNNFORGE_YOSYS_TIMEOUT`` seconds is a SynthError naming the limit
+    and how to raise it, not subprocess's exception with the whole script."""
+    from hw import units
+
+    monkeypatch.setenv("BNNFORGE_YOSYS_TIMEOUT", "0.01")
+    assert yosys.timeout_s() == 0.01
+    u = units.fifo("f", 8, 4)
+    with pytest.raises(yosys.SynthError, match=r"^yosys synth_xilinx of fifo took more than "
+                                               r"0.01 s \(\$BNNFORGE_YOSYS_TIMEOUT raises"):
+        yosys.synth("fifo", [u.source], u.params, workdir=tmp_path)
