@@ -208,6 +208,7 @@ def fold_graph(model: Any, cfg: Any) -> tuple[Any, dict[str, Any]]:
                               "max_simd": simd_caps(family, cfg.board.part, cfg.clock_ns)}
     limit = dict(budget)
     best: tuple[fold.Result, dict[str, Any]] | None = None  # the fastest round within budget
+    configs: list[dict[str, Any]] = []  # each round's folding
     for round_ in range(BACK_OFFS + 1):
         design = design_of(model, limit, family, cfg.board.part, cfg.clock_ns)
         try:
@@ -215,6 +216,12 @@ def fold_graph(model: Any, cfg: Any) -> tuple[Any, dict[str, Any]]:
         except ValueError as exc:
             raise BuildError(f"folding search: {exc}") from None
         config = folding_config(result)
+        same = [i for i, c in enumerate(configs) if c == config]
+        if same:  # a higher or lower limit that changes nothing: Yosys would say the same
+            log.info("folding search round %d: the folding of round %d again; stopping",
+                     round_ + 1, same[0] + 1)
+            break
+        configs.append(config)
         model = folding.apply(model, config, "folding search")
         synth = None
         if any(result.resources[r] > CHECK_ABOVE * b for r, b in budget.items() if b):
@@ -252,7 +259,8 @@ def fold_graph(model: Any, cfg: Any) -> tuple[Any, dict[str, Any]]:
                      _fmt(limit))
     if best is None:
         raise BuildError(f"folding search: Yosys finds {_fmt(synth)}, over the budget "
-                         f"{_fmt(budget)} after {BACK_OFFS} back-offs")
+                         f"{_fmt(budget)}, in each of {len(record['rounds'])} rounds of "
+                         "backing off")
     if best[0] is not result:  # a later round went over the budget: the best one stands
         result, config = best
         model = folding.apply(model, config, "folding search")

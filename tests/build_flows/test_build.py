@@ -487,6 +487,35 @@ def test_search_steps_up_where_yosys_finds_room(tmp_path: Path, build_models, mo
     assert fs["cycles"] == min(r["cycles"] for r in fs["rounds"] if not r["over_budget"])
 
 
+def test_a_round_that_repeats_a_folding_is_not_synthesized_again(tmp_path: Path, monkeypatch,
+                                                                  caplog) -> None:
+    """Stepping up can raise a limit by less than the next step needs: the search then finds
+    the same folding, which Yosys has already judged. The rounds stop there (a large design's
+    Yosys check takes tens of minutes) and that folding stands."""
+    from types import SimpleNamespace
+
+    from build_flows import boards
+    from hw import fold
+
+    model_lut = 0.05 * 53200 * 0.99  # stopped at the budget, 30 % above what Yosys finds
+    result = fold.Result({"MVAU_hls_0": {"PE": 4, "SIMD": 8, "ram_style": "block"}}, 100,
+                         "MVAU_hls_0", {"LUT": model_lut, "FF": 0.0, "BRAM36": 1.0, "DSP": 0.0},
+                         False, "the budget: ...", 5, bound_by="LUT")
+    calls = []
+    monkeypatch.setattr(search, "design_of", lambda *a, **k: None)
+    monkeypatch.setattr(search.fold, "search", lambda design, target: result)
+    monkeypatch.setattr(search.folding, "apply", lambda model, config, source: model)
+    monkeypatch.setattr(search, "synthesize", lambda *a: calls.append(1) or
+                        {"LUT": model_lut / 1.3, "FF": 0.0, "BRAM36": 1.0, "DSP": 0.0})
+    cfg = SimpleNamespace(board=boards.get_board("Pynq-Z2"), budget={"LUT": 0.05},
+                          target_fps="max", clock_ns=10.0, out=tmp_path)
+    with caplog.at_level(logging.INFO):
+        _, record = search.fold_graph(object(), cfg)
+    assert len(calls) == 1 and len(record["rounds"]) == 1 and record["chosen_round"] == 1
+    assert "stepping up" in caplog.text
+    assert "folding search round 2: the folding of round 1 again; stopping" in caplog.text
+
+
 def test_interrupted_build_says_how_to_resume(tmp_path: Path, build_models) -> None:
     """SIGTERM during a step: one line naming the last finished step, exit 143, finished steps
     kept; --resume goes on from there."""
