@@ -74,7 +74,8 @@ bench-targets: setup
 	$(PY) -m build_flows.bench --board Pynq-Z2 --model lfc-w1a1=$(TARGETS)/lfc_w1a1.onnx \
 	    --target-fps lfc-w1a1=max --budget lut=0.4391,bram=0.757 --verify-samples 10 \
 	    --builds $(TARGETS)/builds --stem targets_lfc_pynq-z2
-	BNNFORGE_YOSYS_TIMEOUT=5400 $(PY) -m build_flows.bench --board ZCU104 --model cnv-w1a1=$(TARGETS)/cnv_w1a1.onnx \
+	BNNFORGE_YOSYS_TIMEOUT=6000 BNNFORGE_YOSYS_MEM_GB=19 \
+	    $(PY) -m build_flows.bench --board ZCU104 --model cnv-w1a1=$(TARGETS)/cnv_w1a1.onnx \
 	    --target-fps cnv-w1a1=48000 --verify-samples 4 --builds $(TARGETS)/builds \
 	    --stem targets_cnv_zcu104
 
