@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from hw import timing
@@ -12,8 +13,11 @@ from hw import timing
 log = logging.getLogger(__name__)
 
 
-def estimates(model: Any, clock_ns: float, part: str) -> dict[str, Any]:
-    """Per-layer PE/SIMD, cycles and resources of a dataflow model; bottleneck and FPS."""
+def estimates(model: Any, clock_ns: float, part: str,
+              own_cycles: Callable[[Any], int | None] | None = None) -> dict[str, Any]:
+    """Per-layer PE/SIMD, cycles and resources of a dataflow model; bottleneck and FPS.
+    ``own_cycles(node)``, where not None, replaces FINN's cycles of a layer whose folding
+    options FINN does not know (our window unit's ``window_words``)."""
     from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
     from finn.analysis.fpgadataflow.res_estimation import res_estimation
     from qonnx.custom_op.registry import getCustomOp
@@ -25,8 +29,9 @@ def estimates(model: Any, clock_ns: float, part: str) -> dict[str, Any]:
         if node.name not in cycles:
             continue
         inst = getCustomOp(node)
+        own = own_cycles(node) if own_cycles else None
         row: dict[str, Any] = {"name": node.name, "op_type": node.op_type,
-                               "cycles": int(cycles[node.name])}
+                               "cycles": int(cycles[node.name] if own is None else own)}
         for attr in ("PE", "SIMD"):
             try:
                 row[attr] = int(inst.get_nodeattr(attr))

@@ -17,7 +17,10 @@ Each entry says, for one FINN hardware layer (generic, ``_hls``/``_rtl`` or our 
 * ``port_offset``: a constant the node's FINN-interface wrapper adds to each output element
   (FINN's ``ActVal`` where the unit leaves it out);
 * ``swap_attrs``: FINN attributes our op sets when it is swapped in;
-* ``op_methods``: overrides of FINN's layer methods on our op.
+* ``op_methods``: overrides of FINN's layer methods on our op;
+* ``exp_cycles``: ``node -> cycles | None``, the cycles per frame FINN's estimate should take
+  where our own folding options (:mod:`build_flows.backend.attrs`) change them (None: FINN's
+  ``get_exp_cycles`` stands).
 
 Adding a node type is one entry here plus its RTL and tests: the steps are in
 :mod:`build_flows.backend`'s docstring.
@@ -76,6 +79,7 @@ class NodeType:
     op_methods: dict[str, Callable[..., Any]] = field(default_factory=dict)
     #: input streams; a unit fn of a two-input node takes the second input's encoding too
     inputs: int = 1
+    exp_cycles: Callable[[Any], int | None] | None = None
 
 
 def _attr(inst: Any, name: str) -> Any:
@@ -163,6 +167,31 @@ def _swg_folded_oshape(op: Any, ind: int = 0) -> tuple[int, ...]:
     *head, wf, simd = ConvolutionInputGenerator.get_folded_output_shape(op, ind)
     m = _swg_words(op)
     return (*head, wf // m, simd * m)
+
+
+def swg_exp_cycles(node: Any) -> int | None:
+    """FINN's estimate of a sliding window with ``window_words`` M > 1 words per beat (FINN's
+    own knows one; None for M = 1): its default-style formula with each window row's writes
+    taking M words a beat, for CF = C / SIMD,
+
+    ``((K_H - 1) IFM_W + K_W) CF + OFM_H max(OFM_W K_W K_H CF / M, S_W IFM_W CF)``."""
+    m = own_attr(node, "window_words", 1)
+    if m == 1:
+        return None
+    inst = getCustomOp(node)
+    (_, ifm_w), (k_h, k_w), (s_w, ofm_h, ofm_w) = (
+        _attr(inst, "IFMDim"), _attr(inst, "ConvKernelDim"),
+        (_attr(inst, "Stride")[1], *_attr(inst, "OFMDim")))
+    cf = _attr(inst, "IFMChannels") // _attr(inst, "SIMD")
+    return ((k_h - 1) * ifm_w + k_w) * cf + ofm_h * max(ofm_w * k_w * k_h * cf // m,
+                                                         s_w * ifm_w * cf)
+
+
+def exp_cycles(node: Any) -> int | None:
+    """The entry's ``exp_cycles`` for ``node`` (None: not ours, or FINN's estimate stands)."""
+    op = base_op(node)
+    fn = NODE_TYPES[op].exp_cycles if op else None
+    return fn(node) if fn else None
 
 
 def swg_order(unit: units.Unit) -> tuple[Reorder | None, Reorder | None]:
@@ -253,7 +282,8 @@ NODE_TYPES: dict[str, NodeType] = {
                     "get_nodeattr_types": _swg_attr_types,
                     "get_folded_output_shape": _swg_folded_oshape,
                     "get_outstream_width": lambda self, ind=0:
-                        self.get_instream_width() * _swg_words(self)}),
+                        self.get_instream_width() * _swg_words(self)},
+        exp_cycles=swg_exp_cycles),
     "Pool": NodeType(Pool, pool_unit, pool_order),
     "LabelSelect": NodeType(LabelSelect, label_select_unit),
     "DuplicateStreams": NodeType(DuplicateStreams, dup_unit),

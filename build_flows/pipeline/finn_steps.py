@@ -16,6 +16,7 @@ import logging
 import numpy as np
 
 from build_flows import checks, finn_env, reports
+from build_flows.backend import mapping
 from build_flows.pipeline import folding, residual_graph, search, transforms
 from build_flows.pipeline.config import BuildConfig
 from build_flows.pipeline.graph import apply_to_dataflow, dataflow_model, tidy
@@ -213,6 +214,8 @@ def step_minimize_bit_width(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapp
 
 
 def step_estimates(model: ModelWrapper, cfg: BuildConfig) -> ModelWrapper:
-    """FINN's analytical per-layer cycles and resources, and the network's throughput."""
-    cfg.estimates = reports.estimates(dataflow_model(model), cfg.clock_ns, cfg.board.part)
+    """FINN's analytical per-layer cycles and resources, and the network's throughput (the
+    cycles of a window unit with several words per beat by FINN's formula made for it)."""
+    cfg.estimates = reports.estimates(dataflow_model(model), cfg.clock_ns, cfg.board.part,
+                                      mapping.exp_cycles)
     return model
