@@ -395,8 +395,14 @@ class Interrupted(Exception):
 @contextmanager
 def interruptible() -> Iterator[None]:
     """Within the block, SIGINT and SIGTERM raise :class:`Interrupted` (in the main thread);
-    the previous handlers come back afterwards."""
+    the previous handlers come back afterwards. Code the signal lands in may turn the
+    exception into its own (an extension module being imported says ``ImportError:
+    initialization failed``): whatever leaves the block after a signal leaves as
+    :class:`Interrupted`, from what it was."""
+    got: list[int] = []
+
     def handler(signum: int, _frame: Any) -> None:
+        got.append(signum)
         raise Interrupted(signum)
 
     try:
@@ -406,6 +412,12 @@ def interruptible() -> Iterator[None]:
         return
     try:
         yield
+    except Interrupted:
+        raise
+    except Exception as exc:
+        if got:
+            raise Interrupted(got[0]) from exc
+        raise
     finally:
         for s, h in old.items():
             signal.signal(s, h)

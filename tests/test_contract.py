@@ -347,3 +347,28 @@ def test_fuzz_package_settings(tmp_path: Path, caplog) -> None:
                         caplog)
     assert rc == 1 and "accel_io.f not found" in text and "Traceback" not in text, text
     assert not failures, "\n".join(failures)
+
+
+def test_a_signal_turned_into_another_error_still_leaves_as_the_interruption() -> None:
+    """SIGINT landing in code that converts the exception (an extension module's import says
+    ``ImportError: initialization failed``) still ends the block as ``Interrupted`` (exit
+    status 130), with what it became as its cause; an error with no signal stays itself."""
+    import os
+    import signal
+    import time
+
+    from hw.contract import Interrupted, interruptible
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(Interrupted) as info:
+        with interruptible():
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # the handler runs by then
+            except Interrupted as exc:
+                raise ImportError("initialization failed") from exc
+    assert info.value.exit_status == 130 and isinstance(info.value.__cause__, ImportError)
+    with pytest.raises(ImportError):
+        with interruptible():
+            raise ImportError("no signal here")
+    assert signal.getsignal(signal.SIGINT) is before
