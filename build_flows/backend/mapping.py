@@ -179,9 +179,8 @@ def swg_exp_cycles(node: Any) -> int | None:
     if m == 1:
         return None
     inst = getCustomOp(node)
-    (_, ifm_w), (k_h, k_w), (s_w, ofm_h, ofm_w) = (
-        _attr(inst, "IFMDim"), _attr(inst, "ConvKernelDim"),
-        (_attr(inst, "Stride")[1], *_attr(inst, "OFMDim")))
+    ifm_w, s_w = _attr(inst, "IFMDim")[1], _attr(inst, "Stride")[1]
+    (k_h, k_w), (ofm_h, ofm_w) = _attr(inst, "ConvKernelDim"), _attr(inst, "OFMDim")
     cf = _attr(inst, "IFMChannels") // _attr(inst, "SIMD")
     return ((k_h - 1) * ifm_w + k_w) * cf + ofm_h * max(ofm_w * k_w * k_h * cf // m,
                                                          s_w * ifm_w * cf)
