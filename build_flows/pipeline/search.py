@@ -216,10 +216,10 @@ def fold_graph(model: Any, cfg: Any) -> tuple[Any, dict[str, Any]]:
         except ValueError as exc:
             raise BuildError(f"folding search: {exc}") from None
         config = folding_config(result)
-        same = [i for i, c in enumerate(configs) if c == config]
-        if same:  # a higher or lower limit that changes nothing: Yosys would say the same
+        # a higher or lower limit that changes nothing: Yosys would say the same
+        if config in configs:
             log.info("folding search round %d: the folding of round %d again; stopping",
-                     round_ + 1, same[0] + 1)
+                     round_ + 1, configs.index(config) + 1)
             break
         configs.append(config)
         model = folding.apply(model, config, "folding search")
