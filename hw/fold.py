@@ -13,7 +13,8 @@ of the budget in all), skipping steps the budget cannot hold. It stops
 when the target is met, or when the bottleneck can be made no faster within the budget
 (``target_cycles=None``: the highest rate the budget holds). A met target is then walked back
 (:func:`shrink`): steps that the target does not need are taken back, largest saving first,
-so that ``--target-fps F`` gives the smallest design reaching F that these steps find.
+so that ``--target-fps F`` gives the smallest design reaching F that these steps find; so is
+the highest rate where the input stream's bandwidth sets it.
 """
 
 from __future__ import annotations
@@ -368,6 +369,9 @@ def search(design: Design, target_cycles: int | None, max_steps: int = 5000) -> 
         folds, us, res = shrink(design, folds, target_cycles)
         cyc = design.cycles(us)
         name = max(cyc, key=lambda k: cyc[k])
+    elif name == "input":  # the highest rate is the input's: units faster than it gain nothing
+        folds, us, res = shrink(design, folds, cyc[name])
+        cyc = design.cycles(us)  # units at most the input's cycles: the input stays the neck
     reached = target_cycles is None or cyc[name] <= target_cycles
     log.info("folding search: %d steps, %d cycles per frame (bottleneck %s), %s; stopped by %s",
              steps, cyc[name], name, _show(res), limit)

@@ -119,9 +119,17 @@ def test_search_respects_a_small_budget() -> None:
 
 
 def test_search_stops_at_the_input_stream() -> None:
-    result = fold.search(FcNet().design(BUDGET, in_stream_bits=64), None)
+    """Where the input stream sets the highest rate, the search stops there, and takes back the
+    steps that made units faster than the input (they would gain nothing): the smallest design
+    at that rate, as for a target of that rate."""
+    design = FcNet().design(BUDGET, in_stream_bits=64)
+    result = fold.search(design, None)
     assert result.bottleneck == "input" and result.cycles == 256 * 8 // 64
     assert result.limit == "the input stream's bandwidth"
+    cyc = design.cycles(design.units(result.folds))
+    assert cyc["input"] == result.cycles and max(cyc.values()) == result.cycles
+    target = fold.search(design, result.cycles)  # the smallest it finds at that rate
+    assert design.share(result.resources) <= design.share(target.resources) + 1e-9
 
 
 def test_search_keeps_xnor_units_within_the_clocks_simd() -> None:
