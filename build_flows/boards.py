@@ -8,6 +8,11 @@ from typing import Any
 
 from hw.contract import Kind
 
+#: bits per cycle the shell's input DMA delivers, per family: the HP port's 64 bits on
+#: Zynq-7000, 128 on Zynq UltraScale+ (the folding search's input limit, and the pace of the
+#: stitched rtlsim's input)
+DMA_BITS = {"zynq7": 64, "zynquplus": 128}
+
 
 @dataclass(frozen=True)
 class Board:
@@ -27,6 +32,11 @@ class Board:
     ffs: int
     bram36: int
     dsps: int
+
+    @property
+    def dma_bits(self) -> int:
+        """Bits per cycle the shell's input DMA delivers (:data:`DMA_BITS`)."""
+        return DMA_BITS[self.family]
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -101,6 +101,13 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
                   f"{perf.get('estimated_latency_cycles') or ''} |",
                   f"| FPS at {perf['fclk_mhz']:.0f} MHz | {perf['fps']:,.0f} | "
                   f"{perf['estimated_fps'] or 0:,.0f} |"]
+        if perf.get("input_bits_per_cycle"):
+            icyc = perf["input_cycles_per_frame"]
+            lines += ["", f"Measured with the input paced as the shell's DMA delivers it, "
+                      f"{perf['input_bits_per_cycle']} bits per cycle: {icyc:,.1f} cycles per "
+                      "frame for the input alone" + (
+                          ", which sets the rate" if perf["cycles_per_frame"] <= 1.02 * icyc
+                          else "") + "."]
     sizing = (report.get("rtl") or {}).get("fifo_sizing")
     if sizing:
         lines += ["", f"FIFOs sized by Verilator simulation: {sizing['bits']:,} bits in all; "

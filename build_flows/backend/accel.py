@@ -187,7 +187,7 @@ def write_io_top(model: Any, acc: Accelerator) -> tuple[str, Path]:
                          f"graph's output datatype {odt.name}")
     d = acc.directory
     whole = units.Unit("accel", "accel", {}, acc.in_width, acc.out_width)
-    in_w = -(-whole.in_width // 8) * 8
+    in_w = io_in_bits(acc)
     out_w = -(-acc.out_per_beat * port.width // 8) * 8
     (d / "accel_io.sv").write_text(wrap.wrapper_source(
         "accel_io", whole, {}, in_w, acc.out_per_beat, acc.elem_out.width, port.width,
@@ -198,27 +198,41 @@ def write_io_top(model: Any, acc: Accelerator) -> tuple[str, Path]:
     return "accel_io_sim", d / "accel_io.f"
 
 
+def io_in_bits(acc: Accelerator) -> int:
+    """Bits of one input beat at the deployed top's port (``accel_io``): the beat padded to
+    whole bytes, as the input DMA moves it."""
+    return -(-acc.in_width // 8) * 8
+
+
 def simulate(acc: Accelerator, frames: np.ndarray, seed: int = 0, p_valid: float = 1.0,
-             p_ready: float = 1.0, max_cycles: int | None = None
+             p_ready: float = 1.0, max_cycles: int | None = None, dma_bits: int | None = None
              ) -> tuple[np.ndarray, dict[str, Any]]:
     """Stream ``frames`` (N, ...) of input values through the accelerator: outputs (N, out_elems)
     as values, and the timing (cycles from reset release to the last output; steady-state
     cycles per frame between the last output beats of the first and last frames; latency of the
-    first frame). ``max_cycles`` bounds the simulation (default: 10 M cycles per frame)."""
+    first frame). ``max_cycles`` bounds the simulation (default: 10 M cycles per frame).
+
+    With ``dma_bits``, the input is paced as the shell's DMA delivers it, ``dma_bits`` per
+    cycle: beat i is offered from cycle ``i * B / dma_bits`` on, B = :func:`io_in_bits` (no
+    limit where a beat is at most ``dma_bits`` wide), so that the cycles per frame are those a
+    board reaches, ``>= N_beats * B / dma_bits``."""
     n = len(frames)
     codes = encode(frames.reshape(n, -1), acc.elem_in)
     beats = units.beats_of(codes, acc.in_per_beat, acc.elem_in.width)
     out_beats_per_frame = acc.out_elems // acc.out_per_beat
     t0 = time.time()
+    pace = io_in_bits(acc) / dma_bits if dma_bits else 0.0
     got, cycles, stamps = verilator.run(acc.sim, beats, n * out_beats_per_frame, acc.directory,
                                         seed=seed, p_valid=p_valid, p_ready=p_ready,
-                                        max_cycles=max_cycles or 10_000_000 * n)
+                                        max_cycles=max_cycles or 10_000_000 * n,
+                                        in_interval=pace if pace > 1 else 0.0)
     secs = time.time() - t0
     out = decode(units.elements_of(got, acc.out_per_beat, acc.elem_out.width).reshape(n, -1),
                  acc.elem_out)
     ends = [stamps[(f + 1) * out_beats_per_frame - 1] for f in range(n)]
     timing = {"frames": n, "cycles": cycles, "latency_cycles": ends[0] + 1,
               "cycles_per_frame": (ends[-1] - ends[0]) / (n - 1) if n > 1 else float(cycles),
+              "input_cycles_per_frame": len(beats) / n * max(pace, 1.0),
               "sim_seconds": round(secs, 2)}
     return out, timing
 

@@ -138,11 +138,12 @@ class BoardBackend:
 class SimBackend:
     """The stitched accelerator simulated with Verilator (``out/rtl`` of a build: ``accel_io.f``,
     the accelerator with the stream ports the IODMAs see, and the memory files). Input beats are
-    read from the packed buffer as the IODMA reads them, output beats written as it writes them."""
+    read from the packed buffer as the IODMA reads them, output beats written as it writes them;
+    with ``dma_bits``, at most that many input bits a cycle, as the board's DMA delivers them."""
 
     def __init__(self, rtl_dir: Path, top: str, filelist: Path, spec: IOSpec, fclk_mhz: float,
                  repository: Path | None, seed: int = 0, p_valid: float = 1.0,
-                 p_ready: float = 1.0) -> None:
+                 p_ready: float = 1.0, dma_bits: int | None = None) -> None:
         if repository is not None and str(repository) not in sys.path:
             sys.path.insert(0, str(repository))
         try:
@@ -159,6 +160,8 @@ class SimBackend:
         except (verilator.SimError, OSError) as exc:
             raise DriverError(f"the simulation of {filelist} did not build: {exc}") from exc
         self.fclk_mhz, self.seed, self.p_valid, self.p_ready = fclk_mhz, seed, p_valid, p_ready
+        pace = spec.in_beat_bytes * 8 / dma_bits if dma_bits else 0.0
+        self.in_interval = pace if pace > 1 else 0.0  # cycles per input beat
         self.last_cycles: int | None = None
 
     def resize(self, batch_size: int) -> None:
@@ -171,7 +174,8 @@ class SimBackend:
         try:
             got, cycles, _ = self.verilator.run(self.sim, beats, n_out, self.dir, seed=self.seed,
                                                 p_valid=self.p_valid, p_ready=self.p_ready,
-                                                max_cycles=50_000_000 + 10_000_000 * n)
+                                                max_cycles=50_000_000 + 10_000_000 * n,
+                                                in_interval=self.in_interval)
         except self.verilator.SimError as exc:
             raise DriverError(str(exc)) from exc
         self.last_cycles = cycles
@@ -261,7 +265,7 @@ class Accelerator:
         fclk = float(settings["driver_information"].get("fclk_mhz", 100.0))
         backend = SimBackend(rtl, meta["sim_top"], filelist,
                              IOSpec(settings["driver_information"]["io_shape_dict"]), fclk, repo,
-                             **sim_options)
+                             **{"dma_bits": meta.get("dma_bits"), **sim_options})
         return cls(settings, backend, batch_size, deploy_dir)
 
     @property

@@ -143,6 +143,7 @@ def write(parent: Any, child: Any, cfg: Any, rtl_dir: Path, bitfile_reason: str 
     settings = {"driver_information": info, "experiment_information": {},
                 "bnnforge": {
                     "board": cfg.board.name, "part": cfg.board.part,
+                    "dma_bits": cfg.board.dma_bits,
                     "input_shape": parent.get_tensor_shape(parent.graph.input[0].name),
                     "input_padding": int(meta.get("bnnforge.input_padding", "0") or 0),
                     "dataset": meta.get("bnnforge.dataset"),

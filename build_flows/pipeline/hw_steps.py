@@ -7,7 +7,8 @@ stitched Verilator simulation on the verification images, and Yosys resource est
   ``out/rtl/accel.sv`` with its memory files, ``accel.f`` and ``accel.json``; compiled with
   Verilator. This is the only step that stitches.
 * ``rtlsim``: the verification images through the accelerator the ``rtl`` step stitched
-  (:func:`build_flows.backend.accel.load`, full flow); every
+  (:func:`build_flows.backend.accel.load`, full flow, the input paced at the shell DMA's
+  bits per cycle, :data:`build_flows.boards.DMA_BITS`); every
   output must equal FINN's Python execution of the dataflow graph (first mismatch reported with
   sample and position). Steady-state cycles per frame, latency and FPS beside FINN's estimate.
 * ``deploy``: the deployment package ``out/deploy/`` (:mod:`build_flows.deploy.package`): the
@@ -100,7 +101,7 @@ def step_rtlsim(model: Any, cfg: BuildConfig) -> Any:
     t0 = time.time()
     est, lat = cfg.estimates.get("max_cycles"), cfg.estimates.get("latency_cycles")
     limit = 4 * (lat + len(frames) * est) + 100_000 if est and lat else None  # a deadlock guard
-    got, timing = accel.simulate(acc, frames, max_cycles=limit)
+    got, timing = accel.simulate(acc, frames, max_cycles=limit, dma_bits=cfg.board.dma_bits)
     ref = accel.finn_outputs(child, frames)
     result = compare(got, ref)
     np.savez_compressed(rtl_dir(cfg) / "expected.npz", frames=frames.astype(np.int64),
@@ -120,7 +121,9 @@ def step_rtlsim(model: Any, cfg: BuildConfig) -> Any:
         "estimated_cycles_per_frame": est,
         "estimated_latency_cycles": cfg.estimates.get("latency_cycles"),
         "estimated_fps": cfg.estimates.get("estimated_fps"),
-        "simulated_cycles": timing["cycles"], "sim_seconds": timing["sim_seconds"]}
+        "simulated_cycles": timing["cycles"], "sim_seconds": timing["sim_seconds"],
+        "input_bits_per_cycle": cfg.board.dma_bits,
+        "input_cycles_per_frame": timing["input_cycles_per_frame"]}
     if result["mismatches"]:
         f = result["first_mismatch"]
         raise BuildError(f"rtlsim: {result['mismatches']} outputs differ from FINN's execution "

@@ -6,8 +6,8 @@ The budget is a fraction of the part per resource (``--budget lut=0.8,bram=0.9,d
 :data:`DEFAULT_BUDGET`), which leaves room for the shell: finn-plus's Zynq shell (the IODMAs,
 the AXI interconnect and the PS configuration) is not part of our RTL and cannot be measured
 without Vivado; :data:`SHELL` is the allowance we assume for it. The input stream is limited to
-the shell's DMA width per cycle (:data:`DMA_BITS`: the HP port's 64 bits on Zynq-7000, 128 on
-Zynq UltraScale+).
+the shell's DMA width per cycle (:data:`build_flows.boards.DMA_BITS`: the HP port's 64 bits on
+Zynq-7000, 128 on Zynq UltraScale+).
 
 Where the cost model puts a resource above :data:`CHECK_ABOVE` of its budget, the chosen folding
 is synthesized whole (our units stitched with FIFOs of their analytic depths) by Yosys; where a
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from build_flows.backend import accel, attrs
+from build_flows.boards import DMA_BITS
 from build_flows.checks import BuildError
 from build_flows.pipeline import folding
 from hw import cost, fold, stitch, timing_report, yosys
@@ -38,8 +39,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BUDGET = {"LUT": 0.8, "FF": 1.0, "BRAM36": 0.9, "DSP": 1.0}
 #: resources assumed for finn-plus's Zynq shell (not measured: that needs Vivado)
 SHELL = {"LUT": 5000, "FF": 6000, "BRAM36": 4, "DSP": 0}
-#: bits per cycle the input DMA delivers, per board family
-DMA_BITS = {"zynq7": 64, "zynquplus": 128}
 #: how many times the search backs off after Yosys finds the budget exceeded
 BACK_OFFS = 3
 #: Yosys checks the folding when the cost model puts a resource above this fraction of its

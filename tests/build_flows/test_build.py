@@ -89,8 +89,12 @@ def test_published_tfc_folding(tmp_path: Path, build_models) -> None:
                            resources=True)  # per-unit Yosys: notebook 03's test
     assert rc == 0
     assert report["verification"]["rtlsim"]["mismatches"] == 0
-    perf = report["performance"]  # published folding: 64 cycles per frame, 1.56 M FPS
-    assert 64 <= perf["cycles_per_frame"] <= 64 * 1.05 and perf["fps"] >= 1.5e6
+    # published folding: 64 cycles per frame (1.56 M FPS), the accelerator at full flow (the
+    # FIFO sizing's run, below); on the board the input DMA's 64 bits per cycle bring the 16
+    # beats of 49 8-bit pixels in 98 cycles, the rate rtlsim measures with the input so paced
+    perf = report["performance"]
+    assert perf["input_bits_per_cycle"] == 64 and perf["input_cycles_per_frame"] == 98
+    assert 98 <= perf["cycles_per_frame"] <= 98 * 1.05 and perf["fps"] >= 0.95e6
     check_resources(report)
     fold = {r["name"]: (r.get("PE"), r.get("SIMD")) for r in report["folding"]}
     assert [fold[f"MVAU_hls_{i}"] for i in range(4)] == [(16, 49), (8, 8), (8, 8), (10, 8)]
@@ -98,6 +102,7 @@ def test_published_tfc_folding(tmp_path: Path, build_models) -> None:
     assert report["estimates"]["estimated_fps"] == pytest.approx(1.5625e6)
     sizing = report["rtl"]["fifo_sizing"]  # FIFOs sized by simulation, the rate confirmed
     assert sizing["efficiency"] >= 0.95 and sizing["ideal_cycles"] == 64
+    assert sizing["cycles_per_frame"] <= 64 * 1.05
     assert [f["name"] for f in sizing["fifos"]] == [f["name"] for f in report["rtl"]["fifos"]]
     assert {f["name"] for f in sizing["fifos"]} == {
         f"fifo_{n}" for n in report["rtl"]["finn_nodes"]} - {"fifo_Thresholding_rtl_0"}
