@@ -315,7 +315,7 @@ def search(design: Design, target_cycles: int | None, max_steps: int = 5000) -> 
     bound_by = None
     while True:
         cyc = design.cycles(us)
-        name = max(cyc, key=lambda k: cyc[k])
+        name = _neck(cyc)
         history.append((cyc[name], dict(res)))
         if target_cycles is not None and cyc[name] <= target_cycles:
             break
@@ -364,11 +364,11 @@ def search(design: Design, target_cycles: int | None, max_steps: int = 5000) -> 
             limit = f"{max_steps} steps"
             break
     cyc = design.cycles(us)
-    name = max(cyc, key=lambda k: cyc[k])
+    name = _neck(cyc)
     if target_cycles is not None and cyc[name] <= target_cycles:  # the smallest that meets it
         folds, us, res = shrink(design, folds, target_cycles)
         cyc = design.cycles(us)
-        name = max(cyc, key=lambda k: cyc[k])
+        name = _neck(cyc)
     elif name == "input":  # the highest rate is the input's: units faster than it gain nothing
         folds, us, res = shrink(design, folds, cyc[name])
         cyc = design.cycles(us)  # units at most the input's cycles: the input stays the neck
@@ -376,6 +376,12 @@ def search(design: Design, target_cycles: int | None, max_steps: int = 5000) -> 
     log.info("folding search: %d steps, %d cycles per frame (bottleneck %s), %s; stopped by %s",
              steps, cyc[name], name, _show(res), limit)
     return Result(folds, cyc[name], name, res, reached, limit, steps, history, bound_by)
+
+
+def _neck(cyc: dict[str, int]) -> str:
+    """The bottleneck of cycles per unit (and ``input``): the input where a unit ties with it,
+    since no unit's step can then make the design faster."""
+    return max(cyc, key=lambda k: (cyc[k], k == "input"))
 
 
 def _show(res: dict[str, float]) -> str:

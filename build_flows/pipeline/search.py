@@ -9,7 +9,8 @@ without Vivado; :data:`SHELL` is the allowance we assume for it. The input strea
 the shell's DMA width per cycle (:data:`build_flows.boards.DMA_BITS`: the HP port's 64 bits on
 Zynq-7000, 128 on Zynq UltraScale+).
 
-Where the cost model puts a resource above :data:`CHECK_ABOVE` of its budget, the chosen folding
+Where the cost model puts a resource above :data:`CHECK_ABOVE` of its budget (after a first
+round, of the round's budget: the budget in the model's terms on this design), the chosen folding
 is synthesized whole (our units stitched with FIFOs of their analytic depths) by Yosys; where a
 resource comes out above the budget, the search runs again with that budget scaled down by the
 overshoot, at most :data:`BACK_OFFS` times, and says so. The folding is
@@ -223,7 +224,9 @@ def fold_graph(model: Any, cfg: Any) -> tuple[Any, dict[str, Any]]:
         configs.append(config)
         model = folding.apply(model, config, "folding search")
         synth = None
-        if any(result.resources[r] > CHECK_ABOVE * b for r, b in budget.items() if b):
+        # near this round's limit, the budget in the model's terms on this design once a
+        # round has backed off or stepped up: the model's error is known by then
+        if any(result.resources[r] > CHECK_ABOVE * b for r, b in limit.items() if b):
             with tempfile.TemporaryDirectory(prefix="bnnforge_search_") as tmp:
                 try:
                     synth = synthesize(model, family, Path(tmp))
@@ -234,11 +237,12 @@ def fold_graph(model: Any, cfg: Any) -> tuple[Any, dict[str, Any]]:
                 if synth and budget[r] and synth[r] > budget[r]}
         record["rounds"].append({"cycles": result.cycles, "bottleneck": result.bottleneck,
                                  "model": result.resources, "yosys": synth, "limit": result.limit,
+                                 "budget": dict(limit),
                                  "steps": result.steps, "over_budget": sorted(over)})
         log.info("folding search round %d: %d cycles per frame (%s), model %s, %s", round_ + 1,
                  result.cycles, result.limit, _fmt(result.resources),
                  f"Yosys {_fmt(synth)}" if synth else
-                 f"every resource below {CHECK_ABOVE:.0%} of the budget: no Yosys check")
+                 f"every resource below {CHECK_ABOVE:.0%} of the round's budget: no Yosys check")
         if not over and (best is None or result.cycles < best[0].cycles):
             best = (result, config)
             record["chosen_round"] = round_ + 1
