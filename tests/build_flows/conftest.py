@@ -53,6 +53,24 @@ def build_models(tmp_path_factory) -> dict[tuple[str, str], Path]:
     return Lazy()
 
 
+@pytest.fixture(scope="session")
+def small_mlp(tmp_path_factory) -> Path:
+    """An MLP of TFC's kind with 8x8 inputs and two hidden layers of 32 (random uint8 inputs
+    verify it): its builds and Yosys checks take seconds, for tests of the search's and the
+    explorer's mechanics rather than of a net."""
+    import torch
+
+    from models.binarize import get_method
+    from models.nets import MLP
+    from tests.models.test_export import randomize_bn
+
+    torch.manual_seed(3)
+    model = MLP(get_method("bnn"), (32, 32), (1, 8, 8), 10)
+    randomize_bn(model, data=torch.rand(32, 1, 8, 8))
+    return export_for_build("tfc", "bnn", tmp_path_factory.mktemp("mlp") / "mlp.onnx",
+                            shape=(1, 8, 8), dataset=None, model=model.eval())
+
+
 def run_build(*args: str, resources: bool = False) -> tuple[int, dict | None]:
     """Run build.py's main in-process; return (exit code, report.json or None).
 

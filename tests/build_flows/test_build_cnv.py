@@ -1,5 +1,5 @@
-"""build_flows/build.py on CNV: every deployable method, and BNN-PYNQ's published CNV-W1A1
-folding with Yosys resources. The checks are ``test_build.py``'s; the builds live in a file of
+"""build_flows/build.py on CNV: every deployable method (bnn's through the deployment package on
+the simulation), and BNN-PYNQ's published CNV-W1A1 folding with Yosys resources. The checks are ``test_build.py``'s; the builds live in a file of
 their own so that the test workers share the long ones out."""
 
 from __future__ import annotations
@@ -11,28 +11,65 @@ import pytest
 from models.binarize import METHODS
 from tests.build_flows.conftest import export_for_build, run_build
 from tests.build_flows.test_build import CONFIGS, check_report, check_resources
+from tests.build_flows.test_deploy import check_simulated_driver
 
 pytestmark = [pytest.mark.finn, pytest.mark.verilator]
 
 
+#: methods whose CNV export is xnor's graph (per-channel weight scales on every binary layer,
+#: the same nodes and attributes): the CNV build takes xnor's path, which
+#: :func:`test_cnv_exports_share_xnors_graph` checks; their own builds are TFC's
+SAME_AS_XNOR = ("bnn_plus", "staged_residual")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", sorted(set(METHODS) - set(SAME_AS_XNOR)))
 def test_cnv_every_method(tmp_path: Path, build_models, method: str) -> None:
-    # bnn: the published folding adapted to one input channel; the others: FINN's SetFolding.
+    # bnn: the published folding adapted to one input channel, through the deployment package,
+    # whose driver runs on the simulation; the others: our search for 3,000 FPS.
     # CNV's Python execution takes about a second per image and verified step: the methods
     # verify on 2 real images each (every step and the stitched rtlsim), bnn on 5
-    fold = ["--folding", CONFIGS / "cnv_w1a1_1ch.json"] if method == "bnn" else \
-        ["--target-fps", "3000"]
+    fold = ["--folding", CONFIGS / "cnv_w1a1_1ch.json", "--to-step", "deploy"] \
+        if method == "bnn" else ["--target-fps", "3000"]
     samples = 5 if method == "bnn" else 2
     rc, report = run_build("--model", build_models["cnv", method], "--out", tmp_path / "b",
                            *fold, "--verify-samples", samples)
     assert rc == 0
     check_report(report, samples)
+    kinds = {r["op_type"] for r in report["folding"]}
+    assert {"MVAU_hls", "ConvolutionInputGenerator_rtl"} <= kinds
     if method == "bnn":
         assert report["estimates"]["max_cycles"] == 32768
         assert report["performance"]["cycles_per_frame"] <= 32768 * 1.05
-    kinds = {r["op_type"] for r in report["folding"]}
-    assert {"MVAU_hls", "ConvolutionInputGenerator_rtl"} <= kinds
+        check_simulated_driver(tmp_path / "b", build_models["cnv", method], 40, pad=2)
+
+
+def test_cnv_exports_share_xnors_graph(build_models) -> None:
+    """What lets :data:`SAME_AS_XNOR` skip their own CNV builds: each method's CNV export has
+    xnor's nodes, attributes and initializer shapes (a scalar's as any one-element array), and
+    per-channel (not unit) weight scales."""
+    import onnx
+    from onnx import numpy_helper
+
+    def shape(a) -> tuple[int, ...] | str:
+        return "scalar" if a.size == 1 else a.shape  # () and (1,) alike, as FINN reads them
+
+    def graph(method: str) -> tuple[list, list]:
+        g = onnx.load(build_models["cnv", method]).graph
+        inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        nodes = [(n.op_type, n.domain, sorted((a.name, onnx.helper.get_attribute_value(a))
+                                              for a in n.attribute if a.type != a.TENSOR),
+                  [shape(inits[i]) if i in inits else None for i in n.input]) for n in g.node]
+        scales = [inits[n.input[1]] for n in g.node if n.op_type == "BipolarQuant"
+                  and n.input[1] in inits and inits[n.input[1]].size > 1]
+        return nodes, scales
+
+    ref_nodes, ref_scales = graph("xnor")
+    assert len(ref_scales) == 9  # six convolutions, three fully connected layers
+    for method in SAME_AS_XNOR:
+        nodes, scales = graph(method)
+        assert nodes == ref_nodes, f"{method}'s CNV export is not xnor's graph: build it on CNV"
+        assert [s.shape for s in scales] == [s.shape for s in ref_scales], method
 
 
 @pytest.mark.slow

@@ -9,27 +9,8 @@ from pathlib import Path
 import pytest
 
 from build_flows import explore
-from tests.build_flows.conftest import export_for_build
 
 pytestmark = [pytest.mark.finn, pytest.mark.verilator, pytest.mark.yosys]
-
-
-@pytest.fixture(scope="module")
-def small_mlp(tmp_path_factory) -> Path:
-    """An MLP of TFC's kind, 8x8 inputs and two hidden layers of 32: its fastest folding is
-    small enough that the explorer's three builds take seconds each (the search within a
-    budget that binds, with its Yosys rounds, is ``test_build.py``'s)."""
-    import torch
-
-    from models.binarize import get_method
-    from models.nets import MLP
-    from tests.models.test_export import randomize_bn
-
-    torch.manual_seed(3)
-    model = MLP(get_method("bnn"), (32, 32), (1, 8, 8), 10)
-    randomize_bn(model, data=torch.rand(32, 1, 8, 8))
-    return export_for_build("tfc", "bnn", tmp_path_factory.mktemp("mlp") / "mlp.onnx",
-                            shape=(1, 8, 8), dataset=None, model=model.eval())
 
 
 def test_explorer_on_the_local_ray(tmp_path: Path, small_mlp: Path) -> None:
