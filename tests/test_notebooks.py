@@ -230,7 +230,7 @@ def test_05_residual(notebook_kernels: Path, tmp_path: Path) -> None:
     """The residual path: resnet trained briefly, built with FIFOs sized by simulation, verified
     in rtlsim, the deployment driver on the simulation (the build streamlines, so the export's
     own FINN check is skipped here)."""
-    env = notebook_env(tmp_path, BNNFORGE_NB_EPOCHS="1", BNNFORGE_NB_VERIFY_SAMPLES="6",
+    env = notebook_env(tmp_path, BNNFORGE_NB_EPOCHS="1", BNNFORGE_NB_VERIFY_SAMPLES="3",
                        BNNFORGE_NB_FINN_CHECK="0")
     nb = execute_notebook(NOTEBOOKS / "05_residual.ipynb", notebook_kernels, env,
                           tmp_path / "executed")
@@ -238,7 +238,7 @@ def test_05_residual(notebook_kernels: Path, tmp_path: Path) -> None:
     assert report["verification"]["rtlsim"]["mismatches"] == 0
     assert report["rtl"]["fifo_sizing"]["efficiency"] >= 0.95
     text = text_outputs(nb)
-    assert "rtlsim: 6 samples, 0 mismatches" in text
-    assert "6 images: 0 predictions differ from the software" in text
+    assert "rtlsim: 3 samples, 0 mismatches" in text
+    assert "3 images: 0 predictions differ from the software" in text
     assert "residual adds;" in text and "on shortcuts" in text and "'mismatches': 0" in text
     assert png_count(nb) >= 1  # the FIFO depths

@@ -317,10 +317,10 @@ def test_padding_that_cannot_deploy_is_refused(tmp_path: Path, capsys, value: fl
     assert one_line_error(capsys, message)
 
 
-@pytest.mark.parametrize("name", ["tfc_1w1a", pytest.param("cnv_1w1a", marks=pytest.mark.slow)])
-def test_brevitas_bnn_pynq_models_build(tmp_path: Path, name: str) -> None:
-    """Models from outside bnnforge: Brevitas' own BNN-PYNQ nets (random weights, BatchNorm
-    statistics from random batches), exported with Brevitas' QONNX exporter, no metadata."""
+def brevitas_bnn_pynq(name: str, path: Path) -> Path:
+    """Brevitas' own BNN-PYNQ net ``name`` (``tfc_1w1a``, ``cnv_1w1a``: random weights,
+    BatchNorm statistics from random batches) exported to ``path`` with Brevitas' QONNX
+    exporter, no bnnforge metadata."""
     import torch
     from brevitas.export import export_qonnx
     from brevitas_examples.bnn_pynq.models import model_with_cfg
@@ -333,15 +333,20 @@ def test_brevitas_bnn_pynq_models_build(tmp_path: Path, name: str) -> None:
             m.momentum = 1.0
     with torch.no_grad():
         model.train()(torch.rand(32, *shape[1:]))
-    path = tmp_path / f"{name}.onnx"
     export_qonnx(model.eval(), torch.rand(shape), str(path))
-    config = CONFIGS / ("tfc_w1a1.json" if name.startswith("tfc") else "cnv_w1a1.json")
-    rc, report = run_build("--model", path, "--out", tmp_path / "b", "--folding", config,
-                           "--verify-samples", 4 if name.startswith("tfc") else 2)
+    return path
+
+
+def test_brevitas_bnn_pynq_models_build(tmp_path: Path) -> None:
+    """Models from outside bnnforge: Brevitas' own TFC (its CNV is
+    ``test_build_cnv.py::test_published_cnv_folding``'s), verified on random inputs."""
+    path = brevitas_bnn_pynq("tfc_1w1a", tmp_path / "tfc_1w1a.onnx")
+    rc, report = run_build("--model", path, "--out", tmp_path / "b", "--folding",
+                           CONFIGS / "tfc_w1a1.json", "--verify-samples", 4)
     assert rc == 0
     assert report["verification"]["inputs"].startswith("random uint8 inputs")
     assert all(s["mismatches"] == 0 for s in report["verification"]["steps"])
-    assert report["estimates"]["max_cycles"] == (64 if name.startswith("tfc") else 32768)
+    assert report["estimates"]["max_cycles"] == 64
 
 
 def test_resume_is_the_same_build(tmp_path: Path, build_models, capsys) -> None:
@@ -412,7 +417,7 @@ def test_search_fills_a_small_budget(tmp_path: Path, build_models) -> None:
     builds the same accelerator again."""
     out = tmp_path / "b"
     rc, report = run_build("--model", build_models["tfc", "bnn"], "--out", out, "--target-fps",
-                           "max", "--budget", "lut=0.05,bram=0.03", "--verify-samples", 4,
+                           "max", "--budget", "lut=0.05,bram=0.03", "--verify-samples", 2,
                            resources=True)
     assert rc == 0
     fs = report["folding_search"]
