@@ -1,6 +1,7 @@
 """build_flows/build.py on CNV: every deployable method (bnn's through the deployment package on
-the simulation), and BNN-PYNQ's published CNV-W1A1 folding with Yosys resources. The checks are ``test_build.py``'s; the builds live in a file of
-their own so that the test workers share the long ones out."""
+the simulation), and BNN-PYNQ's published CNV-W1A1 folding with Yosys resources. The checks are
+``test_build.py``'s; the builds live in a file of their own so that the test workers share the
+long ones out."""
 
 from __future__ import annotations
 
